@@ -1,0 +1,128 @@
+"""The config schema (every field, its default and meaning) and its validation.
+
+`base_config()` is the paper-scale Double DQN (DQN Zoo "double_q" settings);
+files under configs/ start from it and change a few fields. `validate` runs once,
+after the command-line overrides, before anything is written: a bad value is
+one `ConfigError` naming the field and what is allowed.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from plasticity_rl.agents import dqn
+from plasticity_rl.envs import atari
+from plasticity_rl import networks
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.game = "Pong"  # One of the 57 (envpool spelling, "Pong" or "Pong-v5") or any envpool Atari task.
+  c.variant = "baseline"  # Label written into every result row (sweeps set it).
+  c.seed = 0
+  c.total_frames = 200_000_000  # Emulator frames (agent steps × 4), the papers' unit.
+
+  c.env = ml_collections.ConfigDict()
+  c.env.protocol = "dqn_zoo"  # Training envs: "dqn_zoo" or "machado" (envs/atari.py).
+  c.env.num_envs = 8  # Parallel envpool envs; one agent step of each per loop iteration.
+  c.env.max_episode_frames = 108_000
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.protocol = "dqn_zoo"  # Evaluation envs are separate from training envs.
+  c.eval.period_frames = 1_000_000  # Evaluate every this many training frames (and at the end).
+  c.eval.num_episodes = 8  # One episode on each of this many eval envs.
+  c.eval.epsilon = 0.01
+  c.eval.max_episode_frames = 108_000
+
+  c.replay = ml_collections.ConfigDict()
+  c.replay.capacity = 1_000_000  # Transitions, over all envs; each 84×84 frame is stored once.
+  c.replay.n_step = 1
+  c.replay.learning_starts_frames = 200_000  # 50k transitions before the first update.
+
+  c.learner = ml_collections.ConfigDict()
+  c.learner.optimizer = "rmsprop_dqn_zoo"  # Or "adam_dopamine".
+  c.learner.learning_rate = config_dict.placeholder(float)  # None: the optimizer preset's.
+  c.learner.batch_size = 32
+  c.learner.gamma = 0.99
+  c.learner.replay_ratio = 0.25  # Gradient updates per agent step (1 update every 4 steps).
+  c.learner.target_update_period_updates = 7_500  # 30k agent steps at replay ratio 0.25.
+  c.learner.reward_clip = 1.0  # Learner rewards clipped to ±this; 0 disables clipping.
+
+  c.exploration = ml_collections.ConfigDict()
+  c.exploration.epsilon_start = 1.0
+  c.exploration.epsilon_end = 0.01
+  c.exploration.decay_frames = 4_000_000  # 1M agent steps, counted after learning starts.
+
+  c.network = ml_collections.ConfigDict()
+  c.network.width = 1.0  # Multiplies every hidden layer's width.
+  c.network.hidden = 512  # Units of the head's hidden layer (before the width multiplier).
+  c.network.activation = "relu"  # "relu", "leaky_relu" or "crelu".
+  c.network.layer_norm = False  # LayerNorm after every hidden layer.
+
+  c.log = ml_collections.ConfigDict()
+  c.log.period_frames = 100_000  # Training scalars and the progress line.
+  c.log.tensorboard = True
+  c.log.learning_curve = True  # learning_curve.png in the workdir at the end.
+  return c
+
+
+def _fail(field: str, message: str):
+  raise ConfigError(f"config.{field}: {message}")
+
+
+def _positive(c, *fields: str):
+  for field in fields:
+    value = eval_field(c, field)
+    if not value > 0:
+      _fail(field, f"must be > 0, got {value!r}")
+
+
+def eval_field(c, field: str):
+  for part in field.split("."):
+    c = c[part]
+  return c
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError on the first impossible value."""
+  try:
+    c.game = atari.resolve_game(c.game)
+  except ValueError as e:
+    _fail("game", str(e))
+  _positive(c, "total_frames", "env.num_envs", "env.max_episode_frames", "eval.period_frames",
+            "eval.num_episodes", "eval.max_episode_frames", "replay.capacity", "replay.n_step",
+            "learner.batch_size", "learner.replay_ratio", "learner.target_update_period_updates",
+            "network.width", "network.hidden", "log.period_frames")
+  for field in ("env.protocol", "eval.protocol"):
+    if eval_field(c, field) not in atari.PROTOCOLS:
+      _fail(field, f"unknown protocol {eval_field(c, field)!r}; allowed: {sorted(atari.PROTOCOLS)}")
+  if c.learner.optimizer not in dqn.OPTIMIZERS:
+    _fail("learner.optimizer", f"unknown optimizer {c.learner.optimizer!r}; allowed: {list(dqn.OPTIMIZERS)}")
+  if c.network.activation not in networks.ACTIVATIONS:
+    _fail("network.activation", f"unknown activation {c.network.activation!r}; allowed: {list(networks.ACTIVATIONS)}")
+  if c.learner.learning_rate is not None and not c.learner.learning_rate > 0:
+    _fail("learner.learning_rate", f"must be > 0 (or None for the preset), got {c.learner.learning_rate!r}")
+  if not 0.0 <= c.learner.gamma <= 1.0:
+    _fail("learner.gamma", f"must be in [0, 1], got {c.learner.gamma!r}")
+  if c.learner.reward_clip < 0:
+    _fail("learner.reward_clip", f"must be ≥ 0 (0 disables clipping), got {c.learner.reward_clip!r}")
+  for field in ("exploration.epsilon_start", "exploration.epsilon_end", "eval.epsilon"):
+    if not 0.0 <= eval_field(c, field) <= 1.0:
+      _fail(field, f"must be in [0, 1], got {eval_field(c, field)!r}")
+  if c.exploration.decay_frames < 0 or c.replay.learning_starts_frames < 0:
+    _fail("exploration.decay_frames" if c.exploration.decay_frames < 0 else "replay.learning_starts_frames",
+          "must be ≥ 0")
+  if c.replay.capacity < c.env.num_envs * (c.replay.n_step + 4):
+    _fail("replay.capacity", f"must hold at least num_envs × (n_step + 4) = "
+          f"{c.env.num_envs * (c.replay.n_step + 4)} transitions, got {c.replay.capacity}")
+  if c.learner.batch_size > c.replay.capacity:
+    _fail("learner.batch_size", f"must be ≤ replay.capacity ({c.replay.capacity}), got {c.learner.batch_size}")
+  min_frames = 4 * c.env.num_envs * (c.replay.n_step + 4)
+  if c.replay.learning_starts_frames < min_frames:
+    _fail("replay.learning_starts_frames", f"must be ≥ {min_frames} (a few steps of every env must be stored "
+          f"before the first sample), got {c.replay.learning_starts_frames}")
+  if c.replay.learning_starts_frames >= c.total_frames:
+    _fail("replay.learning_starts_frames", f"must be < total_frames ({c.total_frames}): no update would run")

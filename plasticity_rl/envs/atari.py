@@ -1,0 +1,138 @@
+"""envpool Atari: game names, the two evaluation-protocol presets, the env factory.
+
+Each agent step is `frame_skip` = 4 emulator frames (max-pooled over the last
+two), grayscale 84×84. Envs are made with `stack_num=1`: the actor stacks frames
+itself (`FrameStacker`), exactly as the replay rebuilds them, so that what the
+agent sees when acting and when learning is the same array.
+
+Presets (see docs/protocols.md and ../shared/reference/PROTOCOLS.md):
+- `machado` (Machado et al. 2018): sticky actions p=0.25, full action set,
+  no life-loss signal, no no-op starts, 108k-frame cap.
+- `dqn_zoo` (DQN Zoo / Nature): 1–30 no-op starts, minimal action set, discount
+  0 on life loss (the game is not reset), no sticky actions, 108k-frame cap.
+Rewards reach the learner clipped to [-1, 1] (in the loop); every logged return
+is the raw game score.
+"""
+
+import functools
+from typing import NamedTuple
+
+import envpool
+import numpy as np
+
+from plasticity_rl import atari_games
+
+FRAME_SKIP = 4
+FRAME_SHAPE = (84, 84)
+
+
+class Protocol(NamedTuple):
+  sticky_action_prob: float
+  full_action_space: bool
+  life_loss_discount: bool  # True: discount 0 on life loss, the game goes on.
+  noop_max: int  # envpool: 1 means "no no-op starts".
+
+
+PROTOCOLS = {
+    "machado": Protocol(sticky_action_prob=0.25, full_action_space=True, life_loss_discount=False, noop_max=1),
+    "dqn_zoo": Protocol(sticky_action_prob=0.0, full_action_space=False, life_loss_discount=True, noop_max=30),
+}
+
+
+@functools.cache
+def envpool_atari_games() -> tuple[str, ...]:
+  """Every Atari task envpool ships, without the "-v5" suffix."""
+  specs = envpool.registration.registry.specs
+  return tuple(sorted(e.removesuffix("-v5") for e, spec in specs.items()
+                      if e.endswith("-v5") and spec[0] == "envpool.atari"))
+
+
+def resolve_game(name: str) -> str:
+  """"Pong", "Pong-v5", "pong" -> "Pong"; ValueError naming the choices otherwise."""
+  canonical = atari_games.canonical_game(name)
+  if canonical is not None:
+    return canonical
+  by_key = {g.lower(): g for g in envpool_atari_games()}
+  stripped = name.strip().removesuffix("-v5").lower()
+  if stripped in by_key:
+    return by_key[stripped]
+  raise ValueError(
+      f"unknown game {name!r}: use one of the 57 benchmark games ({', '.join(atari_games.ATARI57)}) "
+      f"or another envpool Atari task ({', '.join(g for g in envpool_atari_games() if g not in atari_games.ATARI57)})")
+
+
+def make_envs(game: str, protocol: str, num_envs: int, seed: int, max_episode_frames: int = 108_000):
+  """A gymnasium-API envpool batch of `num_envs` envs under the named protocol."""
+  preset = PROTOCOLS[protocol]
+  return envpool.make(
+      f"{resolve_game(game)}-v5",
+      env_type="gymnasium",
+      num_envs=num_envs,
+      seed=seed,
+      stack_num=1,
+      frame_skip=FRAME_SKIP,
+      img_height=FRAME_SHAPE[0],
+      img_width=FRAME_SHAPE[1],
+      gray_scale=True,
+      noop_max=preset.noop_max,
+      repeat_action_probability=preset.sticky_action_prob,
+      full_action_space=preset.full_action_space,
+      episodic_life=False,  # Life loss is a learning signal only (see EnvStep).
+      reward_clip=False,  # Raw scores; the loop clips for learning.
+      max_episode_steps=max_episode_frames // FRAME_SKIP,
+  )
+
+
+def num_actions(game: str, protocol: str) -> int:
+  return make_envs(game, protocol, num_envs=1, seed=0).action_space.n
+
+
+class EnvStep(NamedTuple):
+  """One vectorized step in timestep convention (see replay.py)."""
+
+  frame: np.ndarray  # uint8 [N, 84, 84]: the newest frame of o_t.
+  reward: np.ndarray  # float32 [N]: raw reward on arriving at o_t.
+  terminal: np.ndarray  # bool [N]: no bootstrapping from o_t (game over, or life loss if the protocol says so).
+  last: np.ndarray  # bool [N]: o_t ends the episode (game over or time limit).
+  first: np.ndarray  # bool [N]: o_t starts an episode.
+  lives: np.ndarray  # int [N]
+
+
+class AtariStepper:
+  """Wraps an envpool batch into EnvSteps: derives first/last/terminal flags."""
+
+  def __init__(self, envs, protocol: str):
+    self.envs = envs
+    self.life_loss_discount = PROTOCOLS[protocol].life_loss_discount
+
+  def reset(self) -> EnvStep:
+    obs, info = self.envs.reset()
+    n = obs.shape[0]
+    self._last = np.zeros(n, bool)
+    self._lives = info["lives"].copy()
+    return EnvStep(obs[:, -1], np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool), np.ones(n, bool),
+                   self._lives.copy())
+
+  def step(self, actions: np.ndarray) -> EnvStep:
+    obs, reward, terminated, truncated, info = self.envs.step(np.asarray(actions))
+    first = self._last  # envpool auto-resets an env on the step after its last one.
+    last = np.logical_or(terminated, truncated)
+    lives = info["lives"]
+    terminal = terminated.astype(bool)
+    if self.life_loss_discount:
+      terminal = terminal | ((lives < self._lives) & ~first)
+    self._last, self._lives = last, lives.copy()
+    return EnvStep(obs[:, -1], reward.astype(np.float32), terminal, last, first, lives.copy())
+
+
+class FrameStacker:
+  """Keeps the last `stack_size` frames per env; frames before an episode's start are zeros."""
+
+  def __init__(self, num_envs: int, stack_size: int = 4, frame_shape=FRAME_SHAPE):
+    self.stack = np.zeros((num_envs, *frame_shape, stack_size), np.uint8)
+
+  def push(self, frame: np.ndarray, first: np.ndarray) -> np.ndarray:
+    self.stack[first] = 0
+    self.stack[..., :-1] = self.stack[..., 1:]
+    self.stack[..., -1] = frame
+    return self.stack

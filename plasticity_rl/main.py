@@ -1,0 +1,77 @@
+"""Entry point: python -m plasticity_rl.main --config=configs/dqn.py[:arg] --workdir=DIR [--config.x=y …]."""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from plasticity_rl import config as config_lib
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A configs/*.py file, with an optional :arg.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for this run's results and checkpoints.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class WorkdirError(ValueError):
+  pass
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+  return out
+
+
+def prepare_workdir(workdir: str, config) -> None:
+  """Creates the workdir and writes config.json; refuses one made with another config."""
+  path = os.path.join(workdir, "config.json")
+  new = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    if old != new:
+      a, b = _flat(old), _flat(new)
+      diff = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+      raise WorkdirError(f"workdir {workdir} holds a run made with another config ({diff}); "
+                         "use a new --workdir, or the same config to resume")
+  elif os.path.isdir(workdir) and os.listdir(workdir):
+    raise WorkdirError(f"workdir {workdir} is not empty and holds no config.json: use a new or empty --workdir")
+  os.makedirs(workdir, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(new, f, indent=1)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  try:
+    config_lib.validate(config)
+    prepare_workdir(_WORKDIR.value, config)
+  except (config_lib.ConfigError, WorkdirError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  from plasticity_rl import train  # pylint: disable=g-import-not-at-top
+  logging.info("config:\n%s", config)
+  summary = train.train(config, _WORKDIR.value)
+  print(f"\n== {summary['game']} · {summary['variant']} · seed {summary['seed']} ==")
+  print(f"frames {summary['frames']:,}  updates {summary['updates']:,}  wall {summary['wall_seconds'] / 60:.1f} min")
+  print("evaluation (frames: mean return): " + ", ".join(f"{f:,}: {r:.1f}" for f, r in summary["eval"]))
+  print(f"final {summary['final_eval_return']:.1f}  best {summary['best_eval_return']:.1f}  "
+        f"params trainable {summary['params_trainable']:,} / total {summary['params_total']:,}")
+  if "learning_curve" in summary:
+    print(f"learning curve: {summary['learning_curve']}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

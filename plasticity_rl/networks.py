@@ -1,0 +1,197 @@
+"""The Q-network as a sequence of named Flax layers, so surgeries can address them.
+
+The params tree of a network is
+
+    {"trainable": {"encoder": {"conv_0": …, "conv_1": …, "conv_2": …},
+                   "head":    {"dense_0": …, "dense_1": …}},
+     "frozen":    {"encoder"?: {…}, "head"?: {…},        # frozen main-path layers
+                   "plus": (branch, …), "minus": (branch, …)}}
+
+A *branch* is a dict {layer name: layer params} over a suffix of the layer
+sequence (the injected part). The network computes
+
+    Q(x) = f_main(x) + Σ_i f_plus_i(x) − Σ_i f_minus_i(x)
+
+where every branch runs on the features that the main path computes just before
+the branch's first layer. With no branches this is the plain Nature-CNN DQN.
+Layer widths are read off the params, so a branch may be wider than the layers
+it sits beside (dynamic growth). Only `params["trainable"]` is differentiated
+and has optimizer state.
+"""
+
+import dataclasses
+from typing import Any, Mapping, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Params = Any  # A nested dict of arrays.
+
+ACTIVATIONS = ("relu", "leaky_relu", "crelu")
+
+
+class LayerSpec(NamedTuple):
+  part: str  # "encoder" or "head": the named part of the params tree.
+  name: str  # e.g. "conv_0"; unique over the network.
+  kind: str  # "conv" or "dense".
+  features: int
+  kernel: int = 0
+  stride: int = 0
+
+
+def nature_cnn_specs(num_actions: int, width: float = 1.0, hidden: int = 512) -> tuple[LayerSpec, ...]:
+  """Mnih et al. 2015: 32 8×8/4, 64 4×4/2, 64 3×3/1 (VALID), dense 512, dense A."""
+  scaled = lambda n: max(1, int(round(n * width)))
+  return (
+      LayerSpec("encoder", "conv_0", "conv", scaled(32), 8, 4),
+      LayerSpec("encoder", "conv_1", "conv", scaled(64), 4, 2),
+      LayerSpec("encoder", "conv_2", "conv", scaled(64), 3, 1),
+      LayerSpec("head", "dense_0", "dense", scaled(hidden)),
+      LayerSpec("head", "dense_1", "dense", num_actions),
+  )
+
+
+def _activate(x: jax.Array, activation: str) -> jax.Array:
+  if activation == "relu":
+    return nn.relu(x)
+  if activation == "leaky_relu":
+    return nn.leaky_relu(x, negative_slope=0.01)
+  if activation == "crelu":  # Concatenated ReLU: doubles the channels.
+    return jnp.concatenate([nn.relu(x), nn.relu(-x)], axis=-1)
+  raise ValueError(f"unknown activation {activation!r}; allowed: {ACTIVATIONS}")
+
+
+@dataclasses.dataclass(frozen=True)
+class QNetwork:
+  """Pure init/apply over the params tree described in the module docstring."""
+
+  specs: tuple[LayerSpec, ...]
+  activation: str = "relu"
+  layer_norm: bool = False
+
+  @property
+  def layer_names(self) -> tuple[str, ...]:
+    return tuple(s.name for s in self.specs)
+
+  def spec(self, name: str) -> LayerSpec:
+    for s in self.specs:
+      if s.name == name:
+        return s
+    raise KeyError(f"no layer {name!r}; layers: {self.layer_names}")
+
+  def is_output(self, name: str) -> bool:
+    return name == self.specs[-1].name
+
+  # -- one layer ---------------------------------------------------------------
+
+  def _modules(self, spec: LayerSpec, features: int) -> tuple[nn.Module, nn.Module | None]:
+    if spec.kind == "conv":
+      linear = nn.Conv(features, (spec.kernel, spec.kernel), (spec.stride, spec.stride), padding="VALID")
+    else:
+      linear = nn.Dense(features)
+    norm = nn.LayerNorm() if self.layer_norm and not self.is_output(spec.name) else None
+    return linear, norm
+
+  def init_layer(self, rng: jax.Array, name: str, x: jax.Array, features: int | None = None) -> tuple[Params, jax.Array]:
+    """Fresh params of one layer (optionally with another width) and its output on x."""
+    spec = self.spec(name)
+    linear, norm = self._modules(spec, features or spec.features)
+    x = self._flatten_for(spec, x)
+    params = {"linear": linear.init(rng, x)["params"]}
+    x = linear.apply({"params": params["linear"]}, x)
+    if norm is not None:
+      params["norm"] = norm.init(rng, x)["params"]
+    return params, self._finish(spec, params, norm, x)
+
+  def apply_layer(self, name: str, params: Params, x: jax.Array) -> jax.Array:
+    spec = self.spec(name)
+    linear, norm = self._modules(spec, params["linear"]["kernel"].shape[-1])
+    x = linear.apply({"params": params["linear"]}, self._flatten_for(spec, x))
+    return self._finish(spec, params, norm, x)
+
+  def _flatten_for(self, spec: LayerSpec, x: jax.Array) -> jax.Array:
+    return x.reshape(x.shape[0], -1) if spec.kind == "dense" and x.ndim > 2 else x
+
+  def _finish(self, spec, params, norm, x):
+    if self.is_output(spec.name):
+      return x
+    if norm is not None:
+      x = norm.apply({"params": params["norm"]}, x)
+    return _activate(x, self.activation)
+
+  # -- whole network ------------------------------------------------------------
+
+  def init(self, rng: jax.Array, obs_shape: tuple[int, ...]) -> Params:
+    """Params of a fresh network for uint8 observations of shape obs_shape (no batch)."""
+    x = self.preprocess(jnp.zeros((1, *obs_shape), jnp.uint8))
+    trainable: dict[str, dict[str, Params]] = {}
+    for spec, key in zip(self.specs, jax.random.split(rng, len(self.specs))):
+      trainable.setdefault(spec.part, {})[spec.name], x = self.init_layer(key, spec.name, x)
+    return {"trainable": trainable, "frozen": {"plus": (), "minus": ()}}
+
+  def init_branch(self, rng: jax.Array, params: Params, names: tuple[str, ...], obs_shape: tuple[int, ...],
+                  widths: Mapping[str, int] | None = None) -> Params:
+    """Fresh params for the layers `names` (a suffix of the network), optionally wider."""
+    x = self.preprocess(jnp.zeros((1, *obs_shape), jnp.uint8))
+    layers = main_layers(params)
+    for name in self.layer_names[: self.layer_names.index(names[0])]:
+      x = self.apply_layer(name, layers[name], x)
+    branch = {}
+    for name, key in zip(names, jax.random.split(rng, len(names))):
+      branch[name], x = self.init_layer(key, name, x, (widths or {}).get(name))
+    return branch
+
+  @staticmethod
+  def preprocess(obs: jax.Array) -> jax.Array:
+    return obs.astype(jnp.float32) / 255.0
+
+  def apply(self, params: Params, obs: jax.Array) -> jax.Array:
+    """Q-values [B, A] for uint8 observations [B, 84, 84, 4]."""
+    return self.apply_with_features(params, obs)[0]
+
+  def apply_with_features(self, params: Params, obs: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Q-values and every main-path layer's output (post-activation), by layer name."""
+    layers = main_layers(params)
+    plus, minus = params["frozen"]["plus"], params["frozen"]["minus"]
+    split = self.layer_names.index(next(iter(plus[0]))) if plus else len(self.specs)
+    x = self.preprocess(obs)
+    features = {}
+    for name in self.layer_names[:split]:
+      x = features[name] = self.apply_layer(name, layers[name], x)
+    q = self._run_branch(layers, x, split, features)
+    for branch in plus:
+      q = q + self._run_branch(branch, x, split)
+    for branch in minus:
+      q = q - self._run_branch(branch, x, split)
+    return q, features
+
+  def _run_branch(self, layers: Params, x: jax.Array, start: int, features: dict | None = None) -> jax.Array:
+    for name in self.layer_names[start:]:
+      x = self.apply_layer(name, layers[name], x)
+      if features is not None:
+        features[name] = x
+    return x
+
+
+def main_layers(params: Params) -> dict[str, Params]:
+  """{layer name: params} of the main path, whether trainable or frozen."""
+  layers = {}
+  for group in (params["frozen"], params["trainable"]):
+    for part, part_layers in group.items():
+      if part not in ("plus", "minus"):
+        layers.update(part_layers)
+  return layers
+
+
+def make_network(network_config, num_actions: int) -> QNetwork:
+  """From config.network: width, hidden, activation, layer_norm."""
+  return QNetwork(
+      specs=nature_cnn_specs(num_actions, network_config.width, network_config.hidden),
+      activation=network_config.activation,
+      layer_norm=network_config.layer_norm,
+  )
+
+
+def count_params(tree: Params) -> int:
+  return sum(int(x.size) for x in jax.tree.leaves(tree))

@@ -1,0 +1,41 @@
+"""plasticity_rl: Double DQN on Atari for research on plasticity loss."""
+
+import setuptools
+
+setuptools.setup(
+    name="plasticity_rl",
+    version="0.1.0",
+    description="JAX/Flax Double DQN on Atari for plasticity-loss research: "
+    "plasticity injection, metrics, interventions, 57-game aggregation.",
+    packages=setuptools.find_packages(include=["plasticity_rl", "plasticity_rl.*"]),
+    package_data={"plasticity_rl": ["data/*.csv"]},
+    python_requires=">=3.11",
+    install_requires=[
+        "jax>=0.7,<0.11",
+        "flax>=0.11,<0.13",
+        "optax>=0.2.5,<0.3",
+        "chex>=0.1.90,<0.2",
+        "envpool>=1.2,<2",
+        "orbax-checkpoint>=0.11,<0.13",
+        "ml-collections>=1.0,<2",
+        "absl-py>=2.1,<3",
+        "numpy>=1.26,<3",
+        "tensorboardX>=2.6,<3",
+        "matplotlib>=3.8,<4",
+        "psutil>=5.9",
+        # Aggregation: rliable's `arch` dependency breaks on pandas 3.
+        "rliable>=1.2,<1.3",
+        "pandas>=2.1,<3",
+        "submitit>=1.5,<2",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "hypothesis>=6.100", "tensorboard>=2.16"],
+        "cuda": ["jax[cuda12]>=0.7,<0.11"],
+    },
+    entry_points={
+        "console_scripts": [
+            "plasticity-rl=plasticity_rl.main:run",
+            "plasticity-rl-aggregate=plasticity_rl.analysis.aggregate:run",
+        ],
+    },
+)
