@@ -12,6 +12,7 @@ from ml_collections import config_dict
 from plasticity_rl.agents import dqn
 from plasticity_rl.envs import atari
 from plasticity_rl import networks
+from plasticity_rl import surgery
 
 
 class ConfigError(ValueError):
@@ -61,6 +62,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.hidden = 512  # Units of the head's hidden layer (before the width multiplier).
   c.network.activation = "relu"  # "relu", "leaky_relu" or "crelu".
   c.network.layer_norm = False  # LayerNorm after every hidden layer.
+
+  c.injection = ml_collections.ConfigDict()  # Plasticity injection (surgery.py).
+  c.injection.frames = ()  # Frames at which to inject, e.g. (50_000_000,); any number, increasing.
+  c.injection.target = "head"  # "head", "last_k:K", or layer names forming a suffix ("dense_1").
+  c.injection.hidden = ()  # Growth: units of the fresh branch's hidden layers, one per injection; () keeps widths.
+  c.injection.reset_optimizer = False  # Re-init the optimizer statistics of the injected slot.
+  c.injection.freeze_encoder = False  # Ablation: also freeze every layer before the branch.
 
   c.log = ml_collections.ConfigDict()
   c.log.period_frames = 100_000  # Training scalars and the progress line.
@@ -124,5 +132,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.replay.learning_starts_frames < min_frames:
     _fail("replay.learning_starts_frames", f"must be ≥ {min_frames} (a few steps of every env must be stored "
           f"before the first sample), got {c.replay.learning_starts_frames}")
+  try:
+    surgery.injection_plan(c, networks.make_network(c.network, num_actions=1))
+  except ValueError as e:
+    _fail("injection", str(e))
   if c.replay.learning_starts_frames >= c.total_frames:
     _fail("replay.learning_starts_frames", f"must be < total_frames ({c.total_frames}): no update would run")

@@ -12,8 +12,8 @@ import dataclasses
 from typing import Any, Callable
 
 Intervention = Callable[[Any, Any, dict], Any]  # (state, rng, batch) -> state
-# name -> builder(config, agent) -> (frames, intervention) or None when off.
-INTERVENTIONS: dict[str, Callable[[Any, Any], tuple[tuple[int, ...], Intervention] | None]] = {}
+# name -> builder(config, agent) -> [(frames, intervention), …] (empty when off).
+INTERVENTIONS: dict[str, Callable[[Any, Any], list[tuple[int, Intervention]]]] = {}
 
 
 def register(name: str):
@@ -49,8 +49,5 @@ class Schedule:
 def make_schedule(config, agent) -> Schedule:
   pending = []
   for name, builder in INTERVENTIONS.items():
-    built = builder(config, agent)
-    if built is not None:
-      frames, fn = built
-      pending.extend(Scheduled(name, int(f), fn) for f in frames)
+    pending.extend(Scheduled(name, int(frames), fn) for frames, fn in builder(config, agent))
   return Schedule(sorted(pending, key=lambda s: s.frames))

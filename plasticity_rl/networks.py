@@ -12,6 +12,7 @@ sequence (the injected part). The network computes
 
     Q(x) = f_main(x) + Σ_i f_plus_i(x) − Σ_i f_minus_i(x)
 
+(summed in an order that makes an injection leave Q bit-identical, see `apply`)
 where every branch runs on the features that the main path computes just before
 the branch's first layer. With no branches this is the plain Nature-CNN DQN.
 Layer widths are read off the params, so a branch may be wider than the layers
@@ -160,10 +161,14 @@ class QNetwork:
     for name in self.layer_names[:split]:
       x = features[name] = self.apply_layer(name, layers[name], x)
     q = self._run_branch(layers, x, split, features)
-    for branch in plus:
-      q = q + self._run_branch(branch, x, split)
-    for branch in minus:
-      q = q - self._run_branch(branch, x, split)
+    if plus:
+      # Q = plus_0 + Σ_i (next_i − minus_i), next_i = plus_{i+1}, the last one the main path: the
+      # newest pair is exactly 0 at its injection, and the rest is the previous sum in the same order,
+      # so an injection leaves Q bit-identical.
+      newer = [self._run_branch(b, x, split) for b in plus[1:]] + [q]
+      q = self._run_branch(plus[0], x, split)
+      for fresh, branch in zip(newer, minus):
+        q = q + (fresh - self._run_branch(branch, x, split))
     return q, features
 
   def _run_branch(self, layers: Params, x: jax.Array, start: int, features: dict | None = None) -> jax.Array:

@@ -25,6 +25,7 @@ from plasticity_rl import interventions
 from plasticity_rl import networks
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import replay as replay_lib
+from plasticity_rl import surgery  # noqa: F401  (registers the injection intervention)
 from plasticity_rl.agents import dqn
 from plasticity_rl.analysis import learning_curve
 from plasticity_rl.envs import atari
@@ -177,12 +178,13 @@ def train(config, workdir: str) -> dict[str, Any]:
 
     for scheduled in schedule.due(frames):
       surgery_rng, rng = jax.random.split(surgery_rng)
-      probe = replay.sample(config.learner.batch_size)
+      batch = replay.sample(config.learner.batch_size) if frames >= config.replay.learning_starts_frames else None
+      probe = batch["obs"] if batch is not None else obs
       before = state
-      state = scheduled.apply(state, rng, probe)
+      state = scheduled.apply(state, rng, batch)
       event = {"name": scheduled.name, **param_counts(state),
-               "max_abs_dq": probe_q_change(agent, before.params, state.params, probe["obs"]),
-               "max_abs_dq_target": probe_q_change(agent, before.target_params, state.target_params, probe["obs"])}
+               "max_abs_dq": probe_q_change(agent, before.params, state.params, probe),
+               "max_abs_dq_target": probe_q_change(agent, before.target_params, state.target_params, probe)}
       recorder.write(frames, "event", event)
       logging.info("%s @ %s frames: %s", scheduled.name, f"{frames:,}", event)
 

@@ -1,0 +1,169 @@
+"""Pure surgeries on the agent's pytree: plasticity injection and its helpers.
+
+Plasticity injection (Nikishin et al., NeurIPS 2023): the current branch θ (by
+default the head, 3136→512→A) is frozen, a fresh branch θ'₁ takes its trainable
+slot and an identical copy θ'₂ is frozen, so the network computes
+h_θ(φ(x)) + h_θ'₁(φ(x)) − h_θ'₂(φ(x)) — the same Q at the moment of injection,
+with as many trainable parameters as before. The target network gets the same
+surgery (its own θ frozen, the same fresh θ'₁/θ'₂), so it is unchanged too.
+Every function here takes and returns pytrees and never mutates its input.
+"""
+
+import dataclasses
+from typing import Callable, Mapping, Sequence
+
+import jax
+import optax
+
+from plasticity_rl import interventions
+from plasticity_rl import networks
+from plasticity_rl.agents import dqn
+
+Params = networks.Params
+
+
+def resolve_target(network: networks.QNetwork, target: str) -> tuple[str, ...]:
+  """"head" | "last_k:K" | "name,name,…" (a suffix of the layers) -> layer names."""
+  names = network.layer_names
+  if target in ("head", "encoder"):
+    chosen = tuple(s.name for s in network.specs if s.part == target)
+  elif target.startswith("last_k:"):
+    k = int(target.split(":", 1)[1])
+    if not 1 <= k <= len(names):
+      raise ValueError(f"injection target {target!r}: k must be in 1..{len(names)}")
+    chosen = names[-k:]
+  else:
+    chosen = tuple(n.strip() for n in target.split(",") if n.strip())
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+      raise ValueError(f"injection target {target!r}: unknown layers {unknown}; layers: {list(names)}")
+  if not chosen or chosen != names[len(names) - len(chosen):]:
+    raise ValueError(f"injection target {target!r} must name a suffix of the layers {list(names)} "
+                     "(the injected branch runs on the features before its first layer)")
+  return chosen
+
+
+def _path_names(path) -> set[str]:
+  return {str(getattr(k, "key", getattr(k, "name", k))) for k in path}
+
+
+def transfer_opt_state(optimizer: optax.GradientTransformation, old_state: optax.OptState, new_trainable: Params,
+                       reset: Callable[[set[str]], bool] = lambda names: False) -> optax.OptState:
+  """Optimizer state for `new_trainable`, reusing `old_state` leaf by leaf.
+
+  A leaf of the new state takes the old leaf at the same path (e.g. the RMS
+  statistics of head/dense_0/kernel) when it exists with the same shape and
+  `reset(names on its path)` is False; otherwise it is the optimizer's fresh
+  init. Counters (no params on their path) are always kept. Edits go through
+  the state's structure, never by position.
+  """
+  old = {path: leaf for path, leaf in jax.tree_util.tree_flatten_with_path(old_state)[0]}
+
+  def pick(path, fresh):
+    previous = old.get(path)
+    if previous is None or previous.shape != fresh.shape or reset(_path_names(path)):
+      return fresh
+    return previous
+
+  return jax.tree_util.tree_map_with_path(pick, optimizer.init(new_trainable))
+
+
+def _set_layers(params: Params, layers: Mapping[str, Params], network: networks.QNetwork) -> Params:
+  trainable = {part: dict(v) for part, v in params["trainable"].items()}
+  for name, value in layers.items():
+    trainable[network.spec(name).part][name] = value
+  return {**params, "trainable": trainable}
+
+
+def _freeze_all_but(params: Params, keep: Sequence[str], network: networks.QNetwork) -> Params:
+  """Moves every trainable main-path layer not in `keep` to params["frozen"]."""
+  trainable: dict[str, dict] = {}
+  frozen = {k: (dict(v) if k not in ("plus", "minus") else v) for k, v in params["frozen"].items()}
+  for part, layers in params["trainable"].items():
+    for name, value in layers.items():
+      group = trainable if name in keep else frozen
+      group.setdefault(network.spec(name).part, {})[name] = value
+  return {"trainable": trainable, "frozen": frozen}
+
+
+def inject(state: dqn.TrainState, rng: jax.Array, *, network: networks.QNetwork,
+           optimizer: optax.GradientTransformation, obs_shape: tuple[int, ...], layers: tuple[str, ...],
+           hidden: int | None = None, reset_optimizer: bool = False,
+           freeze_encoder: bool = False) -> dqn.TrainState:
+  """Plasticity injection on `layers` (a suffix of the network); pure and jit-able.
+
+  hidden: units of the fresh branch's hidden dense layers (dynamic growth); None
+    keeps the current width. The fresh branch's output layer keeps the action count.
+  reset_optimizer: re-init the optimizer statistics of the injected slot (the
+    default keeps them, as the paper's ablation suggests).
+  freeze_encoder: also freeze every layer before the branch (an ablation).
+  """
+  not_trainable = [n for n in layers if not any(n in part for part in state.params["trainable"].values())]
+  if not_trainable:
+    raise ValueError(f"cannot inject frozen layers {not_trainable}")
+  if state.params["frozen"]["plus"] and tuple(state.params["frozen"]["plus"][0]) != tuple(layers):
+    raise ValueError(f"earlier injections replaced {tuple(state.params['frozen']['plus'][0])}; "
+                     f"all injections of a run must target the same layers, got {layers}")
+  widths = None
+  if hidden is not None:
+    widths = {n: hidden for n in layers if network.spec(n).kind == "dense" and not network.is_output(n)}
+  fresh = network.init_branch(rng, state.params, layers, obs_shape, widths)
+
+  def surgery(params: Params) -> Params:
+    own = networks.main_layers(params)
+    old_branch = {n: own[n] for n in layers}
+    params = _set_layers(params, fresh, network)
+    frozen = params["frozen"]
+    params = {**params, "frozen": {**frozen, "plus": (*frozen["plus"], old_branch),
+                                   "minus": (*frozen["minus"], fresh)}}
+    if freeze_encoder:
+      params = _freeze_all_but(params, layers, network)
+    return params
+
+  params = surgery(state.params)
+  opt_state = transfer_opt_state(optimizer, state.opt_state, params["trainable"],
+                                 reset=lambda names: reset_optimizer and bool(names & set(layers)))
+  return state.replace(params=params, target_params=surgery(state.target_params), opt_state=opt_state)
+
+
+@dataclasses.dataclass(frozen=True)
+class InjectionPlan:
+  """config.injection resolved against a network: what `inject` is called with."""
+
+  frames: tuple[int, ...]
+  layers: tuple[str, ...]
+  hidden: tuple[int | None, ...]
+  reset_optimizer: bool
+  freeze_encoder: bool
+
+
+def injection_plan(config, network: networks.QNetwork) -> InjectionPlan:
+  """Checks config.injection; ValueError naming the field when it cannot work."""
+  c = config.injection
+  frames = tuple(int(f) for f in c.frames)
+  if any(f < 0 for f in frames) or any(f > config.total_frames for f in frames):
+    raise ValueError(f"injection.frames {frames}: every injection must be within 0..total_frames "
+                     f"({config.total_frames})")
+  if list(frames) != sorted(frames):
+    raise ValueError(f"injection.frames {frames} must be in increasing order")
+  hidden = tuple(int(h) for h in c.hidden)
+  if hidden and len(hidden) != len(frames):
+    raise ValueError(f"injection.hidden {hidden} must have one entry per injection frame {frames} (or be empty)")
+  if any(h <= 0 for h in hidden):
+    raise ValueError(f"injection.hidden {hidden}: units must be > 0")
+  return InjectionPlan(frames, resolve_target(network, c.target), hidden or (None,) * len(frames),
+                       bool(c.reset_optimizer), bool(c.freeze_encoder))
+
+
+@interventions.register("injection")
+def build_injection(config, agent: dqn.DQNAgent):
+  plan = injection_plan(config, agent.network)
+
+  def make(hidden: int | None) -> interventions.Intervention:
+    return lambda state, rng, batch: inject(
+        state, rng, network=agent.network, optimizer=agent.optimizer, obs_shape=agent.obs_shape,
+        layers=plan.layers, hidden=hidden, reset_optimizer=plan.reset_optimizer,
+        freeze_encoder=plan.freeze_encoder)
+
+  return [(f, make(h)) for f, h in zip(plan.frames, plan.hidden)]
+
