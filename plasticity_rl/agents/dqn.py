@@ -91,7 +91,7 @@ class DQNAgent:
     num_updates = state.num_updates + 1
     target_params = optax.periodic_update(params, state.target_params, num_updates,
                                           self.target_update_period_updates)
-    info["grad_norm"] = optax.global_norm(grads)
+    info["grad_norm"] = optax.tree.norm(grads)
     return state.replace(params=params, target_params=target_params, opt_state=opt_state,
                          num_updates=num_updates), info
 

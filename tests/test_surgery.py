@@ -1,0 +1,211 @@
+"""Plasticity injection: the invariants of issue 3, each a test."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from plasticity_rl import config as config_lib
+from plasticity_rl import networks
+from plasticity_rl import surgery
+from plasticity_rl.agents import dqn
+from plasticity_rl.envs import atari
+
+OBS_SHAPE = (84, 84, 4)
+NUM_ACTIONS = 6
+TARGETS = ("head", "last_k:1", "last_k:3", "dense_1", "conv_2,dense_0,dense_1")
+
+
+def make_agent(optimizer="adam_dopamine", layer_norm=False) -> dqn.DQNAgent:
+  network = networks.QNetwork(networks.nature_cnn_specs(NUM_ACTIONS, width=0.25, hidden=32), layer_norm=layer_norm)
+  opt = dqn.make_optimizer(ml_collections.ConfigDict({"optimizer": optimizer, "learning_rate": 1e-3}))
+  return dqn.DQNAgent(network, opt, OBS_SHAPE, NUM_ACTIONS, target_update_period_updates=1000)
+
+
+def random_batch(seed: int, size: int = 8) -> dict[str, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  return {
+      "obs": rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
+      "next_obs": rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
+      "action": rng.integers(0, NUM_ACTIONS, size).astype(np.int32),
+      "reward": rng.normal(size=size).astype(np.float32),
+      "discount": np.full(size, 0.99, np.float32),
+  }
+
+
+@functools.cache
+def real_observations() -> np.ndarray:
+  """16 stacked observations of Pong under a random policy."""
+  envs = atari.make_envs("Pong", "dqn_zoo", num_envs=4, seed=3)
+  stepper, stacker = atari.AtariStepper(envs, "dqn_zoo"), atari.FrameStacker(4)
+  step, out = stepper.reset(), []
+  for t in range(60):
+    obs = stacker.push(step.frame, step.first)
+    if t % 15 == 14:
+      out.append(obs.copy())
+    step = stepper.step(np.random.default_rng(t).integers(0, 6, 4))
+  return np.concatenate(out)
+
+
+def trained_state(agent: dqn.DQNAgent, updates: int = 3) -> dqn.TrainState:
+  state = agent.init(jax.random.key(0))
+  for i in range(updates):
+    state, _ = agent.update(state, random_batch(i))
+  return state
+
+
+def inject(agent, state, seed=1, **kwargs):
+  kwargs.setdefault("layers", surgery.resolve_target(agent.network, "head"))
+  return surgery.inject(state, jax.random.key(seed), network=agent.network, optimizer=agent.optimizer,
+                        obs_shape=OBS_SHAPE, **kwargs)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_predictions_unchanged_by_one_two_three_injections(target):
+  agent = make_agent()
+  state = trained_state(agent)
+  layers = surgery.resolve_target(agent.network, target)
+  for obs in (random_batch(99, 16)["obs"], real_observations()):
+    current = state
+    for k in range(3):
+      injected = inject(agent, current, seed=k + 1, layers=layers)
+      for tree in ("params", "target_params"):
+        before = agent.network.apply(getattr(current, tree), obs)
+        after = agent.network.apply(getattr(injected, tree), obs)
+        assert float(jnp.max(jnp.abs(after - before))) <= 1e-5, (target, k, tree)
+      assert len(injected.params["frozen"]["plus"]) == k + 1
+      current, _ = agent.update(injected, random_batch(10 + k))  # Train between injections.
+
+
+def test_growth_keeps_predictions_and_widens_the_trainable_head():
+  agent = make_agent()
+  state = trained_state(agent)
+  obs = real_observations()
+  for hidden in (64, 128):
+    grown = inject(agent, state, hidden=hidden)
+    chex.assert_trees_all_close(agent.network.apply(grown.params, obs), agent.network.apply(state.params, obs),
+                                atol=1e-5)
+    assert grown.params["trainable"]["head"]["dense_0"]["linear"]["kernel"].shape[-1] == hidden
+    assert networks.count_params(grown.params["trainable"]) > networks.count_params(state.params["trainable"])
+    grown, _ = agent.update(grown, random_batch(5))  # The optimizer state fits the wider head.
+    state = grown
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_trainable_count_unchanged_by_same_width_injection(target):
+  agent = make_agent()
+  state = trained_state(agent, updates=1)
+  injected = inject(agent, state, layers=surgery.resolve_target(agent.network, target))
+  assert (networks.count_params(injected.params["trainable"]) == networks.count_params(state.params["trainable"]))
+  chex.assert_trees_all_equal_shapes_and_dtypes(injected.params["trainable"], state.params["trainable"])
+  # Optimizer state exists only for trainable leaves: same structure as before.
+  assert jax.tree.structure(injected.opt_state) == jax.tree.structure(state.opt_state)
+
+
+def test_frozen_leaves_bit_identical_after_updates_and_trainable_ones_move():
+  agent = make_agent()
+  injected = inject(agent, trained_state(agent))
+  state = injected
+  for i in range(5):
+    state, _ = agent.update(state, random_batch(20 + i))
+  chex.assert_trees_all_equal(state.params["frozen"], injected.params["frozen"])
+  moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params["trainable"], injected.params["trainable"])
+  assert all(jax.tree.leaves(moved))
+
+
+def test_encoder_gradient_flows_through_the_frozen_head_term():
+  agent = make_agent()
+  state = inject(agent, trained_state(agent))
+  # Zero the fresh trainable head: with θ'₁ ≡ 0 the only path from the loss to the encoder
+  # that is not cancelled is h_θ (frozen) − h_θ'₂ (frozen).
+  zero_head = jax.tree.map(jnp.zeros_like, state.params["trainable"]["head"])
+  trainable = {**state.params["trainable"], "head": zero_head}
+  grads, _ = jax.grad(agent.loss, has_aux=True)(trainable, state, random_batch(7))
+  assert float(optax_norm(grads["encoder"])) > 0
+  assert float(optax_norm(grads["head"])) > 0
+
+
+def optax_norm(tree) -> jax.Array:
+  return jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(tree)))
+
+
+def test_inject_is_pure_and_jittable():
+  agent = make_agent()
+  state = trained_state(agent)
+  copy = jax.tree.map(jnp.copy, state)
+  eager = inject(agent, state)
+  jitted = jax.jit(functools.partial(surgery.inject, network=agent.network, optimizer=agent.optimizer,
+                                     obs_shape=OBS_SHAPE, layers=("dense_0", "dense_1")))(state, jax.random.key(1))
+  plain = lambda s: s.replace(rng=jax.random.key_data(s.rng))
+  chex.assert_trees_all_equal(plain(state), plain(copy))  # Input untouched.
+  chex.assert_trees_all_close(plain(jitted), plain(eager))
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_optimizer_statistics_kept_or_reset(reset):
+  agent = make_agent("rmsprop_dqn_zoo")
+  state = trained_state(agent)
+  injected = inject(agent, state, reset_optimizer=reset)
+  fresh = agent.optimizer.init(state.params["trainable"])
+  for path, leaf in jax.tree_util.tree_flatten_with_path(injected.opt_state)[0]:
+    old = dict(jax.tree_util.tree_flatten_with_path(state.opt_state)[0])[path]
+    new_init = dict(jax.tree_util.tree_flatten_with_path(fresh)[0])[path]
+    names = jax.tree_util.keystr(path)
+    if reset and "head" in names:
+      chex.assert_trees_all_equal(leaf, new_init)
+    else:
+      chex.assert_trees_all_equal(leaf, old)
+
+
+def test_freeze_encoder_moves_it_out_of_the_trainable_tree():
+  agent = make_agent()
+  state = trained_state(agent)
+  injected = inject(agent, state, freeze_encoder=True)
+  assert set(injected.params["trainable"]) == {"head"}
+  assert set(injected.params["frozen"]["encoder"]) == {"conv_0", "conv_1", "conv_2"}
+  obs = real_observations()
+  chex.assert_trees_all_close(agent.network.apply(injected.params, obs), agent.network.apply(state.params, obs),
+                              atol=1e-5)
+  after, _ = agent.update(injected, random_batch(3))
+  chex.assert_trees_all_equal(after.params["frozen"]["encoder"], injected.params["frozen"]["encoder"])
+
+
+def test_update_retraces_once_per_injection_not_per_step():
+  agent = make_agent(layer_norm=True)  # A structure no other test compiles.
+  state = trained_state(agent, updates=1)
+  base = dqn.DQNAgent.update._cache_size()
+  for i in range(3):
+    state, _ = agent.update(state, random_batch(30 + i))
+  assert dqn.DQNAgent.update._cache_size() == base
+  state = inject(agent, state)
+  for i in range(3):
+    state, _ = agent.update(state, random_batch(40 + i))
+  assert dqn.DQNAgent.update._cache_size() == base + 1
+
+
+def test_resolve_target_errors_name_the_layers():
+  network = make_agent().network
+  assert surgery.resolve_target(network, "head") == ("dense_0", "dense_1")
+  assert surgery.resolve_target(network, "last_k:3") == ("conv_2", "dense_0", "dense_1")
+  with pytest.raises(ValueError, match="suffix"):
+    surgery.resolve_target(network, "dense_0")
+  with pytest.raises(ValueError, match="unknown layers"):
+    surgery.resolve_target(network, "dense_9")
+
+
+def test_injection_schedule_is_validated_against_the_budget():
+  config = config_lib.base_config()
+  config.total_frames = 1_000_000
+  config.injection.frames = (2_000_000,)
+  with pytest.raises(config_lib.ConfigError, match="injection"):
+    config_lib.validate(config)
+  config.injection.frames = (250_000, 500_000)
+  config.injection.hidden = (64,)
+  with pytest.raises(config_lib.ConfigError, match="one entry per injection"):
+    config_lib.validate(config)
+  config.injection.hidden = (64, 128)
+  config_lib.validate(config)
