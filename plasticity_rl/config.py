@@ -77,6 +77,55 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+SCALES = ("paper", "cpu", "smoke")
+
+
+def apply_scale(config: ml_collections.ConfigDict, scale: str | None) -> ml_collections.ConfigDict:
+  """Shrinks a paper-scale config: "paper" (None) leaves it, "cpu" is the README's ~10-minute
+  demo on 2 cores, "smoke" a seconds-long run for tests."""
+  if scale in (None, "", "paper"):
+    return config
+  if scale == "cpu":
+    # ~10 minutes on 2 CPU cores: a narrower network, a lower replay ratio, 3-step returns.
+    config.game = "Breakout"
+    config.total_frames = 400_000
+    config.env.num_envs = 8
+    config.replay.capacity = 100_000
+    config.replay.n_step = 3
+    config.replay.learning_starts_frames = 20_000
+    config.learner.optimizer = "adam_dopamine"
+    config.learner.learning_rate = 2.5e-4
+    config.learner.replay_ratio = 0.125
+    config.learner.target_update_period_updates = 500
+    config.exploration.decay_frames = 150_000
+    config.exploration.epsilon_end = 0.05
+    config.network.width = 0.5
+    config.eval.period_frames = 100_000
+    config.eval.num_episodes = 4
+    config.eval.epsilon = 0.05
+    config.eval.max_episode_frames = 27_000
+    config.log.period_frames = 20_000
+    return config
+  if scale == "smoke":
+    config.game = "Pong"
+    config.total_frames = 4_000
+    config.env.num_envs = 4
+    config.env.max_episode_frames = 2_000
+    config.replay.capacity = 4_000
+    config.replay.learning_starts_frames = 1_000
+    config.learner.batch_size = 8
+    config.learner.target_update_period_updates = 20
+    config.exploration.decay_frames = 2_000
+    config.network.width = 0.25
+    config.network.hidden = 64
+    config.eval.period_frames = 2_000
+    config.eval.num_episodes = 2
+    config.eval.max_episode_frames = 400
+    config.log.period_frames = 1_000
+    return config
+  raise ValueError(f"unknown scale {scale!r}; allowed: {SCALES}")
+
+
 def _fail(field: str, message: str):
   raise ConfigError(f"config.{field}: {message}")
 
