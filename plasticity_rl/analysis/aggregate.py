@@ -1,0 +1,278 @@
+"""Aggregate metrics with rliable, and the CLI that writes tables and plots.
+
+  python -m plasticity_rl.analysis.aggregate --runs 'workdirs/*/*' --out DIR \\
+      [--csv results.csv] [--games atari57] [--last_evals 1] [--reps 50000] \\
+      [--seed 0] [--compare baseline,inject]
+
+IQM, median, mean and optimality gap of human-normalized final scores with 95 %
+stratified-bootstrap CIs, probability of improvement, sample-efficiency curves
+(IQM vs frames) and performance profiles: every number comes from
+`rliable.library` / `rliable.metrics` on the [runs, games] matrices of
+scores.py. rliable 1.2 draws its bootstrap indices from NumPy's *global* RNG
+(its `random_state` argument does not reach them), so each estimate seeds that
+RNG with `seed`, per variant (or pair), and restores its state afterwards:
+`np.random.seed(seed); rliable.library.get_interval_estimates({v: m}, ...)`
+gives the same numbers.
+"""
+
+import contextlib
+import os
+import sys
+from typing import Callable, NamedTuple, Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
+import pandas as pd
+from rliable import library
+from rliable import metrics
+import scipy.stats
+
+from plasticity_rl.analysis import load
+from plasticity_rl.analysis import plots
+from plasticity_rl.analysis import scores as scores_lib
+from plasticity_rl.analysis import tables
+from plasticity_rl.analysis.load import AnalysisError
+
+METRICS: dict[str, Callable[[np.ndarray], float]] = {
+    "IQM": metrics.aggregate_iqm,
+    "Median": metrics.aggregate_median,
+    "Mean": metrics.aggregate_mean,
+    "Optimality gap": metrics.aggregate_optimality_gap,
+}
+
+
+def aggregate_metrics(scores: np.ndarray) -> np.ndarray:
+  """[runs, games] -> the METRICS, in order (rliable's `func` argument)."""
+  return np.array([fn(scores) for fn in METRICS.values()])
+
+
+def iqm_per_frame(scores: np.ndarray) -> np.ndarray:
+  """[runs, games, frames] -> IQM at each frame: rliable's aggregate_iqm, vectorized."""
+  return scipy.stats.trim_mean(scores.reshape(-1, scores.shape[-1]), proportiontocut=0.25, axis=0)
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+  """Seeds NumPy's global RNG (which rliable's bootstrap uses), then restores it."""
+  state = np.random.get_state()
+  np.random.seed(seed)
+  try:
+    yield
+  finally:
+    np.random.set_state(state)
+
+
+def interval_estimates(score_dict: dict[str, np.ndarray | list[np.ndarray]], func: Callable[..., np.ndarray],
+                       reps: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+  """rliable's get_interval_estimates (95 % percentile CIs), seeded per key."""
+  points, intervals = {}, {}
+  for key, value in score_dict.items():
+    with seeded(seed):
+      point, interval = library.get_interval_estimates({key: value}, func, reps=reps)
+    points[key], intervals[key] = point[key], interval[key]
+  return points, intervals
+
+
+def aggregate_table(matrices: scores_lib.Matrices, reps: int, seed: int) -> pd.DataFrame:
+  """One row per variant: games, runs (per game), and each metric's point, lo, hi."""
+  points, intervals = interval_estimates(matrices.scores, aggregate_metrics, reps, seed)
+  rows = []
+  for variant, matrix in matrices.scores.items():
+    row = {"variant": variant, "games": matrix.shape[1], "runs": matrix.shape[0]}
+    for i, name in enumerate(METRICS):
+      row[name] = points[variant][i]
+      row[f"{name} lo"], row[f"{name} hi"] = intervals[variant][:, i]
+    rows.append(row)
+  return pd.DataFrame(rows)
+
+
+def comparisons(variants: Sequence[str], compare: Sequence[str] | None) -> list[tuple[str, str]]:
+  """Pairs (x, y) for P(x > y): each variant over the reference (`compare[0]`).
+
+  Without `compare`: the reference is "baseline" if present, else the first variant.
+  """
+  if compare:
+    unknown = [v for v in compare if v not in variants]
+    if unknown:
+      raise AnalysisError(f"--compare: unknown variant(s) {unknown}; the data has {list(variants)}")
+    if len(compare) < 2:
+      raise AnalysisError(f"--compare needs at least two variants (reference first), got {list(compare)}")
+    reference, others = compare[0], list(compare[1:])
+  else:
+    reference = "baseline" if "baseline" in variants else variants[0]
+    others = [v for v in variants if v != reference]
+  return [(x, reference) for x in others]
+
+
+def improvement_table(matrices: scores_lib.Matrices, pairs: Sequence[tuple[str, str]],
+                      reps: int, seed: int) -> tuple[pd.DataFrame, list[str]]:
+  """P(x > y) with CIs on the games both ran (rliable), and notes on games left out."""
+  rows, notes = [], []
+  for x, y in pairs:
+    shared = [g for g in matrices.games[x] if g in matrices.games[y]]
+    left_out = sorted(set(matrices.games[x]) ^ set(matrices.games[y]))
+    if left_out:
+      notes.append(f"P({x} > {y}): uses the {len(shared)} games both ran; left out: {left_out}")
+    if not shared:
+      continue
+    cols_x = [matrices.games[x].index(g) for g in shared]
+    cols_y = [matrices.games[y].index(g) for g in shared]
+    pair = [matrices.scores[x][:, cols_x], matrices.scores[y][:, cols_y]]
+    points, intervals = interval_estimates({f"{x},{y}": pair}, metrics.probability_of_improvement, reps, seed)
+    lo, hi = np.ravel(intervals[f"{x},{y}"])
+    rows.append({"x": x, "y": y, "P(x > y)": float(points[f"{x},{y}"]), "lo": lo, "hi": hi,
+                 "games": len(shared), "runs x": pair[0].shape[0], "runs y": pair[1].shape[0]})
+  return pd.DataFrame(rows), notes
+
+
+class Curve(NamedTuple):
+  frames: np.ndarray
+  iqm: np.ndarray
+  lo: np.ndarray
+  hi: np.ndarray
+
+
+def sample_efficiency(curve: pd.DataFrame, matrices: scores_lib.Matrices, reps: int,
+                      seed: int) -> tuple[dict[str, Curve], list[str]]:
+  """IQM of HNS vs frames with CIs, per variant, at the frames all its kept runs share."""
+  out, notes = {}, []
+  for variant, kept in matrices.seeds.items():
+    tensor, frames, tensor_notes = scores_lib.curve_tensor(curve, variant, kept)
+    notes += tensor_notes
+    if not len(frames):
+      notes.append(f"variant {variant}: no frame value common to all its runs; no sample-efficiency curve")
+      continue
+    points, intervals = interval_estimates({variant: tensor}, iqm_per_frame, reps, seed)
+    out[variant] = Curve(frames, points[variant], *intervals[variant])
+  return out, notes
+
+
+def profile_taus(matrices: scores_lib.Matrices, num: int = 101) -> np.ndarray:
+  """Thresholds from 0 to about the 95th percentile of all scores (1 to 8 HNS)."""
+  everything = np.concatenate([m.ravel() for m in matrices.scores.values()])
+  return np.linspace(0.0, float(np.clip(1.1 * np.percentile(everything, 95), 1.0, 8.0)), num)
+
+
+def performance_profiles(matrices: scores_lib.Matrices, taus: np.ndarray, reps: int, seed: int
+                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+  """rliable score distributions (fraction of runs with HNS > tau) with CIs, per variant."""
+  profiles, cis = {}, {}
+  for variant, matrix in matrices.scores.items():
+    with seeded(seed):
+      profile, ci = library.create_performance_profile({variant: matrix}, taus, reps=reps)
+    profiles[variant], cis[variant] = profile[variant], ci[variant]
+  return profiles, cis
+
+
+class Analysis(NamedTuple):
+  final: pd.DataFrame  # One row per run: variant, game, seed, score, hns, points, last_frames.
+  matrices: scores_lib.Matrices
+  aggregate: pd.DataFrame
+  improvement: pd.DataFrame
+  curves: dict[str, Curve]
+  taus: np.ndarray
+  profiles: dict[str, np.ndarray]
+  profile_cis: dict[str, np.ndarray]
+  gaps: list[str]
+
+
+def analyze(results: load.Results, games: Sequence[str] | None = None, last_evals: int = 1,
+            reps: int = 50_000, seed: int = 0, compare: Sequence[str] | None = None,
+            common_games: bool = False, poi_reps: int = 2_000, curve_reps: int = 5_000,
+            profile_reps: int = 2_000) -> Analysis:
+  """Everything the CLI writes, from loaded results."""
+  curve = scores_lib.curves(results.episodes)
+  final = scores_lib.add_hns(scores_lib.final_scores(curve, last_evals))
+  gaps = scores_lib.gaps(final, results.empty_runs, games, last_evals)
+  selected, notes = scores_lib.select_games(final, games, common_games)
+  if selected.empty:
+    raise AnalysisError(f"no run left to aggregate ({'; '.join(notes)})")
+  matrices, drop_notes = scores_lib.matrices(selected)
+  gaps += notes + drop_notes
+  variants = list(matrices.scores)
+  pairs = comparisons(variants, compare) if len(variants) > 1 or compare else []
+  aggregate = aggregate_table(matrices, reps, seed)
+  improvement, poi_notes = improvement_table(matrices, pairs, poi_reps, seed)
+  curves, curve_notes = sample_efficiency(curve, matrices, curve_reps, seed)
+  taus = profile_taus(matrices)
+  profiles, profile_cis = performance_profiles(matrices, taus, profile_reps, seed)
+  return Analysis(final, matrices, aggregate, improvement, curves, taus, profiles, profile_cis,
+                  gaps + poi_notes + curve_notes)
+
+
+def same_games(matrices: scores_lib.Matrices) -> bool:
+  return len({tuple(games) for games in matrices.games.values()}) == 1
+
+
+def write_outputs(analysis: Analysis, out: str) -> list[str]:
+  """Writes the tables, gaps.txt and the plots into `out`; returns the paths."""
+  os.makedirs(out, exist_ok=True)
+  texts = {
+      "aggregate.md": tables.aggregate_markdown(analysis.aggregate, same_games(analysis.matrices)),
+      "aggregate.tex": tables.aggregate_latex(analysis.aggregate),
+      "per_game.md": tables.per_game_markdown(analysis.final),
+      "per_game.tex": tables.per_game_latex(analysis.final),
+      "gaps.txt": tables.gaps_text(analysis.gaps),
+  }
+  if len(analysis.improvement):
+    texts["probability_of_improvement.md"] = tables.improvement_markdown(analysis.improvement)
+  paths = []
+  for name, text in texts.items():
+    paths.append(os.path.join(out, name))
+    with open(paths[-1], "w") as f:
+      f.write(text)
+  paths.append(plots.interval_plot(analysis.aggregate, os.path.join(out, "aggregate_intervals.png")))
+  if analysis.curves:
+    paths.append(plots.sample_efficiency_plot(analysis.curves, os.path.join(out, "sample_efficiency.png")))
+  paths.append(plots.profile_plot(analysis.taus, analysis.profiles, analysis.profile_cis,
+                                  os.path.join(out, "performance_profile.png")))
+  return paths
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("runs", [], "Run workdirs (each with an eval.csv) or glob patterns of them; quote globs.")
+flags.DEFINE_list("csv", [], "Tidy CSVs (game, variant|agent, seed, frames, return|episode_return) or globs.")
+flags.DEFINE_string("out", None, "Output directory for tables, gaps.txt and plots.")
+flags.DEFINE_string("games", None, "Expected games: atari57, atari26, atari5 or a comma-separated list; "
+                    "missing ones are reported and others left out. Default: the games in the data.")
+flags.DEFINE_integer("last_evals", 1, "Final score = mean over each run's last this many evaluation points.")
+flags.DEFINE_integer("reps", 50_000, "Bootstrap repetitions for the aggregate metrics.")
+flags.DEFINE_integer("poi_reps", 2_000, "Bootstrap repetitions for probability of improvement.")
+flags.DEFINE_integer("curve_reps", 5_000, "Bootstrap repetitions for the sample-efficiency curves.")
+flags.DEFINE_integer("profile_reps", 2_000, "Bootstrap repetitions for the performance profiles.")
+flags.DEFINE_integer("seed", 0, "Seed of the bootstrap (NumPy's global RNG, as rliable uses it).")
+flags.DEFINE_list("compare", None, "Variants for probability of improvement, reference first: "
+                  "P(other > reference). Default: every variant vs 'baseline' (or the first).")
+flags.DEFINE_bool("common_games", False, "Aggregate only the games every variant has.")
+
+
+def main(argv: Sequence[str]) -> None:
+  # Extra arguments are paths a shell expanded from an unquoted --runs glob.
+  runs = list(FLAGS.runs) + list(argv[1:])
+  try:
+    if not runs and not FLAGS.csv:
+      raise AnalysisError("give at least one of --runs or --csv")
+    if not FLAGS.out:
+      raise AnalysisError("--out is required")
+    games = scores_lib.expected_games(FLAGS.games)
+    results = load.load_results(runs, FLAGS.csv)
+    analysis = analyze(results, games, FLAGS.last_evals, FLAGS.reps, FLAGS.seed, FLAGS.compare,
+                       FLAGS.common_games, FLAGS.poi_reps, FLAGS.curve_reps, FLAGS.profile_reps)
+    paths = write_outputs(analysis, FLAGS.out)
+  except AnalysisError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(tables.aggregate_markdown(analysis.aggregate, same_games(analysis.matrices)))
+  if len(analysis.improvement):
+    print(tables.improvement_markdown(analysis.improvement))
+  print(tables.gaps_text(analysis.gaps))
+  print("wrote:\n" + "\n".join(f"  {p}" for p in paths))
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

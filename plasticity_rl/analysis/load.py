@@ -1,0 +1,149 @@
+"""Reads evaluation results into one tidy DataFrame, with clear errors.
+
+Two inputs, one format (recorder.py's `eval.csv`): a run workdir holds an
+`eval.csv` with one row per evaluation episode; any other tidy CSV has the same
+columns, with `agent` accepted for `variant` and `return` for `episode_return`.
+Every row keeps its `source` file, so a run found twice is an error, not a merge.
+A workdir whose `eval.csv` is missing or has no rows yet is an *empty run*:
+returned for the gaps report, never dropped silently.
+"""
+
+import glob
+import json
+import os
+from typing import Iterable, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from plasticity_rl import atari_games
+
+COLUMNS = ("game", "variant", "seed", "frames", "return")
+_SYNONYMS = {"variant": ("agent",), "return": ("episode_return",)}
+RUN_KEY = ["variant", "game", "seed"]
+
+
+class AnalysisError(ValueError):
+  """Bad or unusable input; the message names the file, column or game."""
+
+
+class Results(NamedTuple):
+  episodes: pd.DataFrame  # COLUMNS + source: one row per evaluation episode.
+  empty_runs: list[str]  # Workdirs with no evaluation rows (a description each).
+
+
+def expand(patterns: Iterable[str], what: str) -> list[str]:
+  """Glob patterns -> sorted paths; a pattern that matches nothing is an error."""
+  paths = []
+  for pattern in patterns:
+    matches = sorted(glob.glob(os.path.expanduser(pattern)))
+    if not matches:
+      raise AnalysisError(f"{what} pattern {pattern!r} matches no file or directory")
+    paths.extend(m for m in matches if m not in paths)
+  return paths
+
+
+def _numeric(df: pd.DataFrame, column: str, path: str, integer: bool) -> pd.Series:
+  values = pd.to_numeric(df[column], errors="coerce")
+  bad = ~np.isfinite(values.to_numpy(dtype=float))
+  if integer:
+    bad |= ~bad & (values.fillna(0) % 1 != 0).to_numpy()
+  if bad.any():
+    rows = np.flatnonzero(bad)
+    shown = ", ".join(f"line {i + 2}: {df[column].iloc[i]!r}" for i in rows[:5])
+    more = f" (and {len(rows) - 5} more)" if len(rows) > 5 else ""
+    kind = "an integer" if integer else "a finite number"
+    raise AnalysisError(f"{path}: column {column!r} must be {kind} in every row; bad: {shown}{more}")
+  return values.astype(np.int64) if integer else values.astype(np.float64)
+
+
+def canonical_games(names: pd.Series, where: str) -> pd.Series:
+  """Maps every name to its canonical spelling; unknown games are an error."""
+  mapping = {name: atari_games.canonical_game(str(name)) for name in names.unique()}
+  unknown = sorted(str(name) for name, game in mapping.items() if game is None)
+  if unknown:
+    raise AnalysisError(f"{where}: unknown game(s) {unknown}: not among the 57 games of the "
+                        "human/random score table (plasticity_rl/data/atari57_scores.csv)")
+  return names.map(mapping)
+
+
+def read_csv(path: str) -> pd.DataFrame:
+  """One tidy CSV -> validated rows with COLUMNS + source (may be empty)."""
+  try:
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+  except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+    raise AnalysisError(f"{path}: cannot read as CSV: {e}") from e
+  except pd.errors.EmptyDataError:
+    df = pd.DataFrame()
+  for column, synonyms in _SYNONYMS.items():
+    if column not in df.columns:
+      for synonym in synonyms:
+        if synonym in df.columns:
+          df = df.rename(columns={synonym: column})
+          break
+  missing = [c for c in COLUMNS if c not in df.columns]
+  if missing:
+    names = [f"{c} (or {'/'.join(_SYNONYMS[c])})" if c in _SYNONYMS else c for c in missing]
+    raise AnalysisError(f"{path}: missing column(s) {', '.join(names)}; found {list(df.columns)}")
+  df = df[list(COLUMNS)].copy()
+  if df.empty:
+    return df.assign(source=path)
+  for column in ("variant", "game"):
+    blank = df[column].str.strip() == ""
+    if blank.any():
+      raise AnalysisError(f"{path}: column {column!r} is empty at line(s) {list(np.flatnonzero(blank)[:5] + 2)}")
+  df["variant"] = df["variant"].str.strip()
+  df["game"] = canonical_games(df["game"], path)
+  df["seed"] = _numeric(df, "seed", path, integer=True)
+  df["frames"] = _numeric(df, "frames", path, integer=True)
+  df["return"] = _numeric(df, "return", path, integer=False)
+  return df.assign(source=path)
+
+
+def _describe_empty_run(workdir: str) -> str:
+  """'variant=… game=… seed=… (workdir)' from config.json when there is one."""
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      config = json.load(f)
+    return f"variant={config['variant']} game={config['game']} seed={config['seed']} ({workdir})"
+  except (OSError, ValueError, KeyError, TypeError):
+    return workdir
+
+
+def load_results(runs: Iterable[str] = (), csvs: Iterable[str] = ()) -> Results:
+  """Reads run workdirs (or their eval.csv files) and tidy CSVs; globs allowed.
+
+  A `runs` match that is a directory is a workdir (its eval.csv); a file is read
+  as a tidy CSV, so shell-expanded paths work too.
+  """
+  frames, empty_runs = [], []
+  for path in expand(runs, "--runs"):
+    if os.path.isdir(path):
+      eval_path = os.path.join(path, "eval.csv")
+      df = read_csv(eval_path) if os.path.exists(eval_path) else None
+      if df is None or df.empty:
+        reason = "no eval.csv" if df is None else "eval.csv has no rows"
+        empty_runs.append(f"{_describe_empty_run(path)}: {reason}")
+        continue
+    else:
+      df = read_csv(path)
+      if df.empty:
+        empty_runs.append(f"{path}: no rows")
+        continue
+    frames.append(df)
+  for path in expand(csvs, "--csv"):
+    df = read_csv(path)
+    if df.empty:
+      raise AnalysisError(f"{path}: no data rows")
+    frames.append(df)
+  if not frames:
+    raise AnalysisError("no evaluation rows in any input" +
+                        (f"; empty runs: {empty_runs}" if empty_runs else ""))
+  episodes = pd.concat(frames, ignore_index=True)
+  sources = episodes.groupby(RUN_KEY)["source"].unique()
+  twice = sources[sources.map(len) > 1]
+  if len(twice):
+    (variant, game, seed), paths = next(iter(twice.items()))
+    raise AnalysisError(f"run variant={variant} game={game} seed={seed} appears in more than one "
+                        f"input: {list(paths)} ({len(twice)} such run(s)); pass each run once")
+  return Results(episodes, empty_runs)
