@@ -28,6 +28,7 @@ class TrainState(flax.struct.PyTreeNode):
   opt_state: optax.OptState
   num_updates: jax.Array  # int32 scalar.
   rng: jax.Array
+  init_params: networks.Params  # θ₀: the params at initialization (distance from init, L2-init).
 
 
 def double_q_td_error(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, discount_t: jax.Array,
@@ -64,10 +65,11 @@ class DQNAgent:
     params = self.network.init(init_rng, self.obs_shape)
     return TrainState(
         params=params,
-        target_params=params,
+        target_params=jax.tree.map(jnp.copy, params),
         opt_state=self.optimizer.init(params["trainable"]),
         num_updates=jnp.zeros((), jnp.int32),
         rng=rng,
+        init_params=jax.tree.map(jnp.copy, params),
     )
 
   def loss(self, trainable: networks.Params, state: TrainState, batch: dict[str, jax.Array]):
