@@ -14,7 +14,9 @@ Rewards reach the learner clipped to [-1, 1] (in the loop); every logged return
 is the raw game score.
 """
 
+import difflib
 import functools
+import re
 from typing import NamedTuple
 
 import envpool
@@ -47,17 +49,22 @@ def envpool_atari_games() -> tuple[str, ...]:
                       if e.endswith("-v5") and spec[0] == "envpool.atari"))
 
 
+def _key(name: str) -> str:
+  return re.sub(r"[^a-z0-9]", "", re.sub(r"-v\d+$", "", name.strip()).lower())
+
+
 def resolve_game(name: str) -> str:
   """"Pong", "Pong-v5", "pong" -> "Pong"; ValueError naming the choices otherwise."""
   canonical = atari_games.canonical_game(name)
   if canonical is not None:
     return canonical
-  by_key = {g.lower(): g for g in envpool_atari_games()}
-  stripped = name.strip().removesuffix("-v5").lower()
-  if stripped in by_key:
-    return by_key[stripped]
+  by_key = {_key(g): g for g in envpool_atari_games()}
+  if _key(name) in by_key:
+    return by_key[_key(name)]
+  close = difflib.get_close_matches(_key(name), list(by_key), n=3, cutoff=0.75)
+  hint = f" (did you mean {' or '.join(repr(by_key[k]) for k in close)}?)" if close else ""
   raise ValueError(
-      f"unknown game {name!r}: use one of the 57 benchmark games ({', '.join(atari_games.ATARI57)}) "
+      f"unknown game {name!r}{hint}: use one of the 57 benchmark games ({', '.join(atari_games.ATARI57)}) "
       f"or another envpool Atari task ({', '.join(g for g in envpool_atari_games() if g not in atari_games.ATARI57)})")
 
 
@@ -78,6 +85,7 @@ def make_envs(game: str, protocol: str, num_envs: int, seed: int, max_episode_fr
       repeat_action_probability=preset.sticky_action_prob,
       full_action_space=preset.full_action_space,
       episodic_life=False,  # Life loss is a learning signal only (see EnvStep).
+      use_fire_reset=False,  # envpool's default (True) presses FIRE at reset; neither protocol does.
       reward_clip=False,  # Raw scores; the loop clips for learning.
       max_episode_steps=max_episode_frames // FRAME_SKIP,
   )

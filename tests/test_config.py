@@ -1,0 +1,155 @@
+"""Tests for config validation (plasticity_rl.config) and the command line's errors (plasticity_rl.main)."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from plasticity_rl import config as config_lib
+from plasticity_rl import main as main_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _get_config(arg: str | None = None):
+  spec = importlib.util.spec_from_file_location("configs_dqn", REPO / "configs" / "dqn.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def _set(config, field: str, value) -> None:
+  *parents, leaf = field.split(".")
+  for part in parents:
+    config = config[part]
+  config[leaf] = value
+
+
+# -- validate -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arg", [None, "cpu", "smoke"])
+def test_shipped_configs_validate(arg):
+  config_lib.validate(_get_config(arg))
+
+
+def test_validate_canonicalizes_the_game():
+  config = _get_config("smoke")
+  config.game = "pong-v5"
+  config_lib.validate(config)
+  assert config.game == "Pong"
+
+
+@pytest.mark.parametrize("field, value, mentions", [
+    ("game", "Pongg", "Pong"),
+    ("total_frames", -1, "-1"),
+    ("total_frames", 0, "> 0"),
+    ("learner.batch_size", 5_000, "replay.capacity"),  # The smoke replay holds 4,000.
+    ("learner.replay_ratio", 0.0, "> 0"),
+    ("env.protocol", "atari100k", "dqn_zoo"),
+    ("eval.protocol", "nature", "machado"),
+    ("learner.optimizer", "sgd", "rmsprop_dqn_zoo"),
+    ("learner.learning_rate", -1e-4, "> 0"),
+    ("learner.gamma", 1.5, "[0, 1]"),
+    ("network.activation", "tanh", "crelu"),
+    ("network.width", 0.0, "> 0"),
+    ("exploration.epsilon_end", 2.0, "[0, 1]"),
+    ("env.num_envs", 0, "> 0"),
+    ("replay.learning_starts_frames", 8_000, "total_frames"),
+    ("eval.protocol", "machado", "18 actions"),  # Pong: 6 actions under env.protocol dqn_zoo.
+])
+def test_validate_names_the_bad_field(field, value, mentions):
+  config = _get_config("smoke")
+  _set(config, field, value)
+  with pytest.raises(config_lib.ConfigError) as error:
+    config_lib.validate(config)
+  message = str(error.value)
+  assert message.startswith(f"config.{field}:"), message
+  assert mentions in message, message
+
+
+def test_mixed_protocols_with_one_action_set_validate():
+  config = _get_config("smoke")
+  config.game, config.eval.protocol = "Alien", "machado"  # Alien's minimal action set is the full one.
+  config_lib.validate(config)
+
+
+def test_config_error_is_a_value_error():
+  assert issubclass(config_lib.ConfigError, ValueError)
+
+
+# -- the workdir ----------------------------------------------------------------------------------------------
+
+
+def _validated_smoke(**fields):
+  config = _get_config("smoke")
+  for field, value in fields.items():
+    _set(config, field.replace("__", "."), value)
+  config_lib.validate(config)
+  return config
+
+
+def test_prepare_workdir_writes_config_and_accepts_the_same_config(tmp_path):
+  workdir = tmp_path / "run"
+  config = _validated_smoke()
+  main_lib.prepare_workdir(str(workdir), config)
+  assert json.loads((workdir / "config.json").read_text())["game"] == "Pong"
+  main_lib.prepare_workdir(str(workdir), _validated_smoke())  # Same config: accepted (resume).
+
+
+def test_prepare_workdir_refuses_another_config_naming_the_field(tmp_path):
+  main_lib.prepare_workdir(str(tmp_path), _validated_smoke())
+  before = (tmp_path / "config.json").read_text()
+  with pytest.raises(main_lib.WorkdirError) as error:
+    main_lib.prepare_workdir(str(tmp_path), _validated_smoke(learner__batch_size=16))
+  assert "learner.batch_size: 8 -> 16" in str(error.value)
+  assert (tmp_path / "config.json").read_text() == before
+
+
+def test_prepare_workdir_refuses_a_foreign_non_empty_dir(tmp_path):
+  (tmp_path / "notes.txt").write_text("mine")
+  with pytest.raises(main_lib.WorkdirError, match="not empty"):
+    main_lib.prepare_workdir(str(tmp_path), _validated_smoke())
+  assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+# -- the command line -----------------------------------------------------------------------------------------
+
+
+def _main(workdir, *flags: str, timeout: float = 120) -> subprocess.CompletedProcess:
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  return subprocess.run(
+      [sys.executable, "-m", "plasticity_rl.main", "--config=configs/dqn.py:smoke", f"--workdir={workdir}", *flags],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.parametrize("flag, field", [
+    ("--config.learner.foo=1", "learner.foo"),  # Unknown field.
+    ("--config.total_frames=abc", "total_frames"),  # Wrong type.
+    ("--config.game=Pongg", "config.game"),  # Bad value.
+    ("--config.learner.replay_ratio=0", "config.learner.replay_ratio"),
+])
+def test_cli_rejects_bad_config_with_a_short_message(tmp_path, flag, field):
+  workdir = tmp_path / "run"
+  result = _main(workdir, flag)
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr, result.stderr
+  assert field in result.stderr, result.stderr
+  assert len(result.stderr.splitlines()) < 40, result.stderr
+  assert not workdir.exists()
+
+
+def test_cli_refuses_a_workdir_made_with_another_config(tmp_path):
+  main_lib.prepare_workdir(str(tmp_path), _validated_smoke(seed=1))
+  before = (tmp_path / "config.json").read_text()
+  result = _main(tmp_path)
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr, result.stderr
+  assert "seed: 1 -> 0" in result.stderr, result.stderr
+  assert len(result.stderr.splitlines()) < 40, result.stderr
+  assert sorted(os.listdir(tmp_path)) == ["config.json"]
+  assert (tmp_path / "config.json").read_text() == before
