@@ -1,0 +1,802 @@
+"""Sweeps: games × variants × seeds, one workdir and one `plasticity_rl.main` process per run.
+
+The library behind scripts/launch_sweep.py:
+- `expand` turns game names and sets (atari57, atari26, atari5), variant names
+  (configs/variants.py) and seeds into `Run`s: a workdir ROOT/<game>/<variant>/seed_<n>,
+  a log ROOT/logs/<game>/<variant>/seed_<n>.log (not in the workdir: main.py refuses a
+  non-empty workdir it did not make; not beside it: a glob ROOT/*/*/* of workdirs, as
+  the analysis takes them, would catch it), and the command line that runs it.
+- `check` parses every run's config exactly as main.py will (config_flags + validate),
+  so that a bad override or variant fails before anything starts, and compares it
+  with the config.json of a workdir that already exists.
+- `Manifest` is ROOT/sweep.json: the base config, the overrides, and every run with
+  its command line and status. A root holds one base config and one set of
+  overrides; games, variants and seeds may be added by later launches.
+- Runners: `run_local` (N concurrent subprocesses, one GPU each when there are
+  GPUs) and `submit` (submitit: a Slurm job array, or submitit's local executor).
+  Both re-run the same command on the same workdir, so an unfinished run resumes
+  and a finished one (summary.json present) is skipped.
+"""
+
+import contextlib
+import dataclasses
+import datetime
+import fcntl
+import importlib.util
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Iterable, Sequence, TextIO
+
+import submitit
+
+from plasticity_rl import atari_games
+
+MANIFEST = "sweep.json"
+LOGS = "logs"  # ROOT/logs/<game>/<variant>/seed_<n>.log
+RESERVED_FIELDS = ("game", "variant", "seed")  # The sweep sets these; overrides may not.
+# Slurm states in which a submitted run is still queued or running (not to be submitted again).
+ACTIVE_JOB_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED",
+                     "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT")
+
+
+class SweepError(ValueError):
+  """Bad sweep input or state; the message names the game, variant, field or path."""
+
+
+def _now() -> str:
+  return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def resolve_games(names: Iterable[str]) -> list[str]:
+  """Game names and set names (atari57, atari26, atari5) -> canonical names, in order, without repeats."""
+  games = []
+  for name in names:
+    name = name.strip()
+    if not name:
+      continue
+    if name.lower() in atari_games.GAME_SETS:
+      found = list(atari_games.GAME_SETS[name.lower()])
+    else:
+      game = atari_games.canonical_game(name)
+      if game is None:
+        from plasticity_rl.envs import atari  # pylint: disable=g-import-not-at-top  (imports envpool)
+        try:
+          game = atari.resolve_game(name)
+        except ValueError as e:
+          raise SweepError(f"--games: {e}; or a set: {', '.join(atari_games.GAME_SETS)}") from None
+      found = [game]
+    games.extend(g for g in found if g not in games)
+  if not games:
+    raise SweepError(f"--games: no game given; name games or a set ({', '.join(atari_games.GAME_SETS)})")
+  return games
+
+
+def resolve_seeds(seeds: Sequence[int | str] | None = None, num_seeds: int | None = None) -> list[int]:
+  """--seeds=0,1,2 or --num_seeds=3 (seeds 0..2); neither: [0]."""
+  if seeds and num_seeds is not None:
+    raise SweepError("give --seeds or --num_seeds, not both")
+  if num_seeds is not None:
+    if num_seeds < 1:
+      raise SweepError(f"--num_seeds must be ≥ 1, got {num_seeds}")
+    return list(range(num_seeds))
+  if not seeds:
+    return [0]
+  out = []
+  for s in seeds:
+    try:
+      seed = int(s)
+    except ValueError:
+      raise SweepError(f"--seeds: {s!r} is not an integer") from None
+    if seed < 0:
+      raise SweepError(f"--seeds: seeds must be ≥ 0, got {seed}")
+    if seed not in out:
+      out.append(seed)
+  return out
+
+
+def load_variants(path: str):
+  """Imports a variants file (configs/variants.py): a module with get_variant(name) and allowed()."""
+  if not os.path.isfile(path):
+    raise SweepError(f"variants file {path} does not exist")
+  spec = importlib.util.spec_from_file_location("plasticity_rl_sweep_variants", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def resolve_variants(names: Iterable[str], variants_module) -> dict[str, dict[str, Any]]:
+  """Variant names -> {name: overrides}; an unknown name is a SweepError naming the allowed ones."""
+  out = {}
+  for name in names:
+    name = name.strip()
+    if not name or name in out:
+      continue
+    try:
+      overrides = variants_module.get_variant(name)
+    except ValueError as e:
+      raise SweepError(f"--variants: {e}") from None
+    bad = [k for k in overrides if k in RESERVED_FIELDS]
+    if bad:
+      raise SweepError(f"variant {name!r} sets {bad}: the sweep sets game, variant and seed itself")
+    out[name] = overrides
+  if not out:
+    raise SweepError(f"--variants: no variant given; allowed: {variants_module.allowed()}")
+  return out
+
+
+def safe_name(name: str) -> str:
+  """A path component: letters, digits and . _ - + @ = kept, anything else -> _."""
+  safe = re.sub(r"[^A-Za-z0-9._+@=-]", "_", name)
+  if not safe or safe.strip(".") == "" or safe.startswith("-"):
+    safe = "_" + safe
+  return safe
+
+
+def format_value(value: Any) -> str:
+  """A Python override value -> the text config_flags parses back to it."""
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  if isinstance(value, (tuple, list)):
+    return "(" + ",".join(repr(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+  if isinstance(value, str):
+    return value
+  return repr(value)
+
+
+def parse_override(text: str) -> tuple[str, str]:
+  """'learner.replay_ratio=0.5' or '--config.learner.replay_ratio=0.5' -> ('learner.replay_ratio', '0.5')."""
+  m = re.fullmatch(r"(?:--?)?(?:config\.)?([A-Za-z_][A-Za-z0-9_.]*)=(.*)", text.strip(), re.DOTALL)
+  if m is None:
+    raise SweepError(f"override {text!r}: expected field=value, e.g. learner.replay_ratio=0.5 "
+                     "(or --config.learner.replay_ratio=0.5)")
+  key, value = m.groups()
+  if key in RESERVED_FIELDS:
+    raise SweepError(f"override {text!r}: the sweep sets config.{key} itself (use --games, --variants, --seeds)")
+  return key, value
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One run of the sweep: a game, a variant, a seed, and how to run it."""
+  game: str
+  variant: str
+  seed: int
+  name: str  # "Pong/inject@50M/seed_0": the workdir relative to the sweep root.
+  workdir: str
+  log: str
+  config_args: tuple[str, ...]  # --config=… and every --config.x=y, in order (no --workdir).
+  variant_overrides: tuple[tuple[str, Any], ...]
+  cwd: str
+
+  @property
+  def command(self) -> list[str]:
+    return [sys.executable, "-m", "plasticity_rl.main", self.config_args[0], f"--workdir={self.workdir}",
+            *self.config_args[1:]]
+
+  def spec(self) -> dict[str, Any]:
+    """What a submitted job needs (plain data, picklable)."""
+    return {"name": self.name, "workdir": self.workdir, "log": self.log, "command": self.command, "cwd": self.cwd}
+
+
+def config_spec(config: str) -> str:
+  """'configs/dqn.py:smoke' -> '/abs/configs/dqn.py:smoke'; SweepError when the file is missing."""
+  path, sep, arg = config.partition(":")
+  path = os.path.abspath(os.path.expanduser(path))
+  if not os.path.isfile(path):
+    raise SweepError(f"--config: {path} does not exist")
+  return path + sep + arg
+
+
+def expand(root: str, config: str, games: Sequence[str], variants: dict[str, dict[str, Any]], seeds: Sequence[int],
+           overrides: Sequence[str] = ()) -> list[Run]:
+  """Every (seed, game, variant), seed-major: all games and variants of seed 0 come first.
+
+  `games` are canonical names (resolve_games), `variants` {name: overrides}
+  (resolve_variants), `overrides` 'field=value' strings applied to every run.
+  A field set by both an override and a variant is an error.
+  """
+  root = os.path.abspath(os.path.expanduser(root))
+  spec = config_spec(config)
+  global_args = []
+  global_keys = {}
+  for text in overrides:
+    key, value = parse_override(text)
+    global_keys[key] = text
+    global_args.append(f"--config.{key}={value}")
+  dirs = {}
+  for variant in variants:
+    d = safe_name(variant)
+    if d in dirs:
+      raise SweepError(f"variants {dirs[d]!r} and {variant!r} would share the directory {d!r}; rename one")
+    dirs[d] = variant
+  runs = []
+  for seed in seeds:
+    for game in games:
+      for variant, variant_overrides in variants.items():
+        both = [k for k in variant_overrides if k in global_keys]
+        if both:
+          raise SweepError(f"variant {variant!r} sets {both}, which the override(s) "
+                           f"{[global_keys[k] for k in both]} also set: drop one")
+        name = f"{safe_name(game)}/{safe_name(variant)}/seed_{seed}"
+        args = [f"--config={spec}", *global_args,
+                *(f"--config.{k}={format_value(v)}" for k, v in variant_overrides.items()),
+                f"--config.game={game}", f"--config.variant={variant}", f"--config.seed={seed}"]
+        runs.append(Run(game=game, variant=variant, seed=seed, name=name, workdir=os.path.join(root, name),
+                        log=os.path.join(root, LOGS, name) + ".log", config_args=tuple(args),
+                        variant_overrides=tuple(variant_overrides.items()), cwd=os.getcwd()))
+  return runs
+
+
+def parse_config(config_args: Sequence[str]):
+  """The ConfigDict main.py would build from these flags (config_flags, then validate).
+
+  Raises SweepError with the flag or field at fault.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from plasticity_rl import config as config_lib  # pylint: disable=g-import-not-at-top  (imports jax)
+  argv = ["sweep", *config_args]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv)
+  try:
+    flag_values(argv)
+    config = flag_values["config"].value
+  except flags.Error as e:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    raise SweepError(f"{lines[0]} {lines[-1].strip()}" if len(lines) > 1 else str(e)) from None
+  except (AttributeError, KeyError) as e:  # config_flags: --config.x=… for a field the config lacks.
+    while e.args and isinstance(e.args[0], Exception):
+      e = e.args[0]
+    key = str(e.args[0] if e.args else e).splitlines()[0].strip("'\"")
+    flag = next((a.split("=", 1)[0] for a in config_args if key in a.split("=", 1)[0].split(".")), None)
+    raise SweepError(f"{flag or 'an override'}: the config has no field {key!r}") from None
+  try:
+    config_lib.validate(config)
+  except config_lib.ConfigError as e:
+    raise SweepError(str(e)) from None
+  return config
+
+
+def check(runs: Sequence[Run]) -> dict[str, str]:
+  """Parses and validates every run's config; returns {name: problem} for workdirs main.py would refuse.
+
+  A bad config (unknown field, impossible value) raises SweepError naming the
+  run. A workdir that exists with another config.json, or non-empty without
+  one, is a *conflict*: returned, for the caller to report.
+  """
+  conflicts = {}
+  for run in runs:
+    try:
+      config = parse_config(run.config_args)
+    except SweepError as e:
+      raise SweepError(f"run {run.name} (variant {run.variant!r}): {e}") from None
+    path = os.path.join(run.workdir, "config.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        try:
+          old = json.load(f)
+        except json.JSONDecodeError:
+          old = None
+      new = json.loads(config.to_json_best_effort())
+      if old != new:
+        a, b = _flat(old or {}), _flat(new)
+        diff = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+        conflicts[run.name] = f"{path} holds another config ({diff})"
+    elif os.path.isdir(run.workdir) and os.listdir(run.workdir):
+      conflicts[run.name] = f"{run.workdir} is not empty and holds no config.json"
+  return conflicts
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+  return out
+
+
+def is_done(run: Run) -> bool:
+  return os.path.exists(os.path.join(run.workdir, "summary.json"))
+
+
+def disk_status(run: Run) -> str:
+  """done (summary.json), resume (started: config.json, no summary) or pending (no workdir yet)."""
+  if is_done(run):
+    return "done"
+  if os.path.exists(os.path.join(run.workdir, "config.json")):
+    return "resume"
+  return "pending"
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+class Manifest:
+  """ROOT/sweep.json: base config, overrides, launches, and one entry per run (merged by name)."""
+
+  def __init__(self, root: str, data: dict[str, Any]):
+    self.root = root
+    self.path = os.path.join(root, MANIFEST)
+    self.data = data
+    self._runs = {r["name"]: r for r in data["runs"]}
+
+  @classmethod
+  def open(cls, root: str, config: str, overrides: Sequence[str]) -> "Manifest":
+    """The root's manifest (not written yet if new); SweepError when it holds another config or overrides."""
+    root = os.path.abspath(os.path.expanduser(root))
+    overrides = ["{}={}".format(*parse_override(o)) for o in overrides]
+    path = os.path.join(root, MANIFEST)
+    if os.path.exists(path):
+      with open(path) as f:
+        try:
+          data = json.load(f)
+        except json.JSONDecodeError as e:
+          raise SweepError(f"{path} is not valid JSON ({e}); fix or remove it") from None
+      if data.get("config") != config or data.get("overrides") != overrides:
+        raise SweepError(
+            f"{root} holds a sweep of --config={data.get('config')} with overrides {data.get('overrides')}; "
+            f"this launch has --config={config} with overrides {overrides}. Use another --root, or the same "
+            "config and overrides (games, variants and seeds may differ from the earlier launches)")
+      return cls(root, data)
+    return cls(root, {"version": 1, "created": _now(), "updated": None, "root": root, "config": config,
+                      "overrides": overrides, "launches": [], "counts": {}, "runs": []})
+
+  def exists(self) -> bool:
+    return os.path.exists(self.path)
+
+  def get(self, name: str) -> dict[str, Any]:
+    return self._runs.get(name, {})
+
+  def add_launch(self, argv: Sequence[str], runner: str, runs: Sequence[Run]) -> None:
+    self.data["launches"].append({"time": _now(), "host": socket.gethostname(), "runner": runner,
+                                  "argv": list(argv), "runs": len(runs)})
+    for run in runs:
+      entry = self._runs.get(run.name)
+      if entry is None:
+        entry = {"name": run.name, "status": "pending", "attempts": 0}
+        self._runs[run.name] = entry
+        self.data["runs"].append(entry)
+      entry.update(game=run.game, variant=run.variant, seed=run.seed,
+                   variant_overrides={k: list(v) if isinstance(v, tuple) else v for k, v in run.variant_overrides},
+                   workdir=run.workdir, log=run.log, cwd=run.cwd, command=run.command,
+                   command_line=shlex.join(run.command))
+      if is_done(run):
+        entry["status"] = "done"
+
+  def update(self, name: str, **fields: Any) -> None:
+    self._runs[name].update(fields)
+    self.save()
+
+  def save(self) -> None:
+    self.data["updated"] = _now()
+    counts = {}
+    for entry in self.data["runs"]:
+      counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    self.data["counts"] = counts
+    os.makedirs(self.root, exist_ok=True)
+    tmp = f"{self.path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+      json.dump(self.data, f, indent=1)
+    os.replace(tmp, self.path)
+
+
+@contextlib.contextmanager
+def root_lock(root: str):
+  """One launcher at a time per root (an flock on ROOT/.sweep.lock); SweepError if another holds it."""
+  os.makedirs(root, exist_ok=True)
+  path = os.path.join(root, ".sweep.lock")
+  f = open(path, "a+")  # pylint: disable=consider-using-with
+  try:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      raise SweepError(f"another launcher is working on {root} ({f.read().strip() or 'unknown'}); "
+                       "wait for it or stop it first") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()} since {_now()}")
+    f.flush()
+    yield
+  finally:
+    f.close()
+
+
+def job_states(manifest: Manifest, runs: Sequence[Run]) -> dict[str, str]:
+  """{name: Slurm state} for unfinished runs whose recorded Slurm job is still queued or running.
+
+  Asks `squeue` (not sacct: it needs accounting). Without squeue here, {}.
+  """
+  recorded = {}
+  for run in runs:
+    entry = manifest.get(run.name)
+    if entry.get("cluster") == "slurm" and entry.get("job_id") and not is_done(run):
+      recorded[run.name] = entry["job_id"]
+  if not recorded or shutil.which("squeue") is None:
+    return {}
+  base_ids = sorted({job_id.split("_")[0] for job_id in recorded.values()})
+  try:
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(base_ids)], capture_output=True,
+                         text=True, timeout=60).stdout
+  except (OSError, subprocess.SubprocessError):
+    return {}
+  queued = dict(line.strip().split("|", 1) for line in out.splitlines() if "|" in line)
+  return {name: queued[job_id] for name, job_id in recorded.items()
+          if job_id in queued and queued[job_id] in ACTIVE_JOB_STATES}
+
+
+def statuses(runs: Sequence[Run], manifest: Manifest, conflicts: dict[str, str],
+             active: dict[str, str]) -> dict[str, str]:
+  """{name: status}: done, conflict, queued/running (a Slurm job), failed (last attempt), resume, pending."""
+  out = {}
+  for run in runs:
+    status = disk_status(run)
+    if status != "done":
+      if run.name in conflicts:
+        status = "conflict"
+      elif run.name in active:
+        status = f"slurm:{active[run.name].split()[0].lower()}"
+      elif manifest.get(run.name).get("status") in ("failed", "interrupted"):
+        status = manifest.get(run.name)["status"]
+    out[run.name] = status
+  return out
+
+
+def print_plan(runs: Sequence[Run], status: dict[str, str], conflicts: dict[str, str], out: TextIO) -> None:
+  """The run list with statuses, then the counts."""
+  width = max(len(s) for s in status.values()) if status else 7
+  for run in runs:
+    line = f"  {status[run.name]:<{width}}  {run.name}"
+    if run.name in conflicts:
+      line += f"  ({conflicts[run.name]})"
+    out.write(line + "\n")
+  counts = {}
+  for s in status.values():
+    counts[s] = counts.get(s, 0) + 1
+  out.write(f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "\n")
+  out.flush()
+
+
+# ----------------------------------------------------------------------------- running one process
+
+
+def _preexec() -> None:
+  """In the child (with start_new_session: signals to the launcher's group do not reach it).
+
+  SIGUSR2 ignored: Slurm's pre-emption warning may reach every process of the
+  job; the submitit job handles it and stops the run itself (SIGTERM). And a
+  SIGTERM when its parent dies, so that no run is left orphaned (Linux).
+  """
+  signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+  if sys.platform.startswith("linux"):
+    try:
+      import ctypes  # pylint: disable=g-import-not-at-top
+      ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+      pass
+
+
+def start_process(spec: dict[str, Any], env: dict[str, str], attempt: int, note: str = "") -> subprocess.Popen:
+  """Starts a run's command, its stdout and stderr appended to its log (after a header line)."""
+  os.makedirs(os.path.dirname(spec["log"]), exist_ok=True)
+  with open(spec["log"], "a") as log:
+    log.write(f"\n===== {_now()} attempt {attempt} on {socket.gethostname()}{note}\n"
+              f"===== {shlex.join(spec['command'])}\n")
+    log.flush()
+    return subprocess.Popen(spec["command"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=spec["cwd"] if os.path.isdir(spec["cwd"]) else None, env=env,
+                            start_new_session=True, preexec_fn=_preexec)
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
+  """SIGTERM to the run's process group, SIGKILL after grace_s; returns when it has exited.
+
+  Reaps with os.waitpid, not Popen.wait: this also runs in submitit's signal
+  handler, which may interrupt a Popen.wait that holds the Popen's lock.
+  """
+  if proc.returncode is not None:
+    return
+  with contextlib.suppress(ProcessLookupError):
+    os.killpg(proc.pid, signal.SIGTERM)
+  deadline = time.time() + grace_s
+  while True:
+    try:
+      pid, status = os.waitpid(proc.pid, 0 if deadline is None else os.WNOHANG)
+    except ChildProcessError:  # Reaped already (by Popen).
+      if proc.returncode is None:
+        proc.returncode = -signal.SIGTERM
+      return
+    if pid:
+      proc.returncode = os.waitstatus_to_exitcode(status)
+      return
+    if deadline is not None and time.time() > deadline:
+      with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+      deadline = None
+    time.sleep(0.1)
+
+
+def wait_process(proc: subprocess.Popen, poll_s: float = 0.5) -> int:
+  """proc's exit status, polling (a signal handler may stop it meanwhile)."""
+  while proc.poll() is None:
+    time.sleep(poll_s)
+  return proc.returncode
+
+
+def log_tail(path: str, lines: int = 5) -> str:
+  try:
+    with open(path, errors="replace") as f:
+      text = f.read()[-20_000:]
+  except OSError:
+    return ""
+  return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+
+def outcome(spec: dict[str, Any], returncode: int) -> str | None:
+  """None when the run finished (exit 0 and summary.json); else why not."""
+  if returncode == 0 and os.path.exists(os.path.join(spec["workdir"], "summary.json")):
+    return None
+  if returncode == 0:
+    return "exited 0 without writing summary.json"
+  if returncode < 0:
+    number = -returncode
+    return f"killed by signal {signal.Signals(number).name if number in signal.valid_signals() else number}"
+  if returncode > 128 and returncode - 128 in signal.valid_signals():
+    return f"exit status {returncode} (stopped by {signal.Signals(returncode - 128).name})"
+  return f"exit status {returncode}"
+
+
+# ----------------------------------------------------------------------------- local runner
+
+
+def detect_gpus() -> list[str]:
+  """GPU ids to pin runs to: CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`; [] means CPU."""
+  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+  if visible is not None:
+    ids = [g.strip() for g in visible.split(",") if g.strip()]
+    return [] if ids in ([], ["-1"]) else ids
+  if shutil.which("nvidia-smi") is None:
+    return []
+  try:
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True).stdout
+  except (OSError, subprocess.SubprocessError):
+    return []
+  return re.findall(r"^GPU (\d+):", out, re.MULTILINE)
+
+
+class _Progress:
+  """Prints one line per event and a status line every `every_s` seconds."""
+
+  def __init__(self, total: int, out: TextIO, every_s: float):
+    self.total, self.out, self.every_s = total, out, every_s
+    self.done = self.failed = 0
+    self.start = self.last = time.time()
+
+  def line(self, running: int, message: str) -> None:
+    waiting = self.total - self.done - self.failed - running
+    elapsed = datetime.timedelta(seconds=int(time.time() - self.start))
+    self.out.write(f"[{elapsed} | {self.done}/{self.total} done, {running} running, {self.failed} failed, "
+                   f"{waiting} waiting] {message}\n")
+    self.out.flush()
+    self.last = time.time()
+
+  def tick(self, running: dict) -> None:
+    if time.time() - self.last >= self.every_s:
+      ages = ", ".join(f"{name} {datetime.timedelta(seconds=int(time.time() - t0))}"
+                       for name, (_, t0, _) in list(running.items())[:4])
+      self.line(len(running), f"running: {ages}" + (" …" if len(running) > 4 else ""))
+
+
+def run_local(runs: Sequence[Run], manifest: Manifest, parallel: int = 1, gpus: Sequence[str] = (),
+              out: TextIO = sys.stdout, progress_every_s: float = 60.0, poll_s: float = 0.5,
+              make_spec: Callable[[Run], dict[str, Any]] = Run.spec) -> int:
+  """Runs every unfinished run, `parallel` at a time; returns how many failed.
+
+  With GPUs, each run gets CUDA_VISIBLE_DEVICES=<one id>, the least-used one
+  (round-robin); when several runs share a GPU, each gets an equal share of its
+  memory (XLA_PYTHON_CLIENT_MEM_FRACTION) unless that is set already. A failed
+  run is reported with its log; the others go on. Ctrl-C stops every run (they
+  resume on the next launch).
+  """
+  todo = [r for r in runs if not is_done(r)]
+  skipped = len(runs) - len(todo)
+  parallel = max(1, parallel)
+  gpus = list(gpus)
+  base_env = dict(os.environ)
+  if gpus and parallel > len(gpus) and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in base_env:
+    base_env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / math.ceil(parallel / len(gpus)):.2f}"
+  out.write(f"{len(runs)} runs: {skipped} done already (skipped), {len(todo)} to run, {parallel} at a time "
+            f"on {'GPUs ' + ','.join(gpus) if gpus else 'CPU'}\n")
+  out.flush()
+  progress = _Progress(len(todo), out, progress_every_s)
+  running: dict[str, tuple[subprocess.Popen, float, str | None]] = {}
+  failures: list[tuple[Run, str]] = []
+  queue = list(todo)
+  by_name = {r.name: r for r in todo}
+  try:
+    while queue or running:
+      while queue and len(running) < parallel:
+        run = queue.pop(0)
+        gpu = min(gpus, key=lambda g: sum(1 for _, _, x in running.values() if x == g)) if gpus else None
+        env = dict(base_env)
+        if gpu is not None:
+          env["CUDA_VISIBLE_DEVICES"] = gpu
+        attempt = manifest.get(run.name).get("attempts", 0) + 1
+        resume = disk_status(run) == "resume"
+        proc = start_process(make_spec(run), env, attempt, f", GPU {gpu}" if gpu is not None else "")
+        running[run.name] = (proc, time.time(), gpu)
+        manifest.update(run.name, status="running", attempts=attempt, started=_now(), finished=None,
+                        returncode=None, runner="local", gpu=gpu, pid=proc.pid, host=socket.gethostname())
+        progress.line(len(running), f"start {run.name}{' (resuming)' if resume else ''}"
+                      f"{f' on GPU {gpu}' if gpu is not None else ''}")
+      time.sleep(poll_s)
+      for name, (proc, t0, _) in list(running.items()):
+        rc = proc.poll()
+        if rc is None:
+          continue
+        del running[name]
+        run = by_name[name]
+        problem = outcome(make_spec(run), rc)
+        took = datetime.timedelta(seconds=int(time.time() - t0))
+        if problem is None:
+          progress.done += 1
+          manifest.update(name, status="done", returncode=rc, finished=_now(), pid=None)
+          progress.line(len(running), f"done  {name} ({took})")
+        else:
+          progress.failed += 1
+          failures.append((run, problem))
+          manifest.update(name, status="failed", returncode=rc, finished=_now(), pid=None, error=problem)
+          tail = log_tail(run.log)
+          progress.line(len(running), f"FAILED {name} ({problem}, after {took}); log: {run.log}" +
+                        ("\n    " + tail.replace("\n", "\n    ") if tail else ""))
+      progress.tick(running)
+  except KeyboardInterrupt:
+    out.write(f"\ninterrupted: stopping {len(running)} run(s); launch again with the same flags to resume\n")
+    for name, (proc, _, _) in running.items():
+      stop_process(proc, grace_s=30.0)
+      manifest.update(name, status="interrupted", returncode=proc.returncode, finished=_now(), pid=None)
+    out.flush()
+    raise
+  out.write(f"finished: {progress.done} done, {progress.failed} failed, {skipped} skipped (done before)"
+            f" in {datetime.timedelta(seconds=int(time.time() - progress.start))}\n")
+  for run, problem in failures:
+    out.write(f"  FAILED {run.name}: {problem}; log: {run.log}\n")
+  out.flush()
+  return len(failures)
+
+
+# ----------------------------------------------------------------------------- submitit runner
+
+
+class RunFailed(RuntimeError):
+  pass
+
+
+class SubmittedRun(submitit.helpers.Checkpointable):
+  """The callable a submitit job runs: one run's command, as a subprocess, its output to the run's log.
+
+  Checkpointable: on pre-emption or timeout, submitit calls `checkpoint`, which
+  stops the process (SIGTERM, then SIGKILL after `grace_s`) and requeues the
+  same command — it resumes from the workdir's last checkpoint. A requeued job
+  whose run has finished (summary.json) returns at once.
+  """
+
+  def __init__(self, grace_s: float = 150.0):
+    self.grace_s = grace_s
+    self._proc = None
+
+  def __call__(self, spec: dict[str, Any]) -> dict[str, Any]:
+    summary = os.path.join(spec["workdir"], "summary.json")
+    if not os.path.exists(summary):
+      attempt = 1
+      with contextlib.suppress(OSError), open(spec["log"], errors="replace") as f:
+        attempt += len(re.findall(r"^===== \S+ attempt \d+ on ", f.read(), re.MULTILINE))
+      job = submitit.JobEnvironment().job_id if submitit.JobEnvironment().activated() else None
+      self._proc = start_process(spec, dict(os.environ), attempt, f", job {job}" if job else "")
+      try:
+        returncode = wait_process(self._proc)
+      finally:
+        stop_process(self._proc, self.grace_s)  # SystemExit from a requeue, KeyboardInterrupt from a cancel.
+      problem = outcome(spec, returncode)
+      if problem is not None:
+        tail = log_tail(spec["log"])
+        raise RunFailed(f"{spec['name']}: {problem}; log: {spec['log']}" + (f"\n{tail}" if tail else ""))
+    with open(summary) as f:
+      s = json.load(f)
+    return {"name": spec["name"], "workdir": spec["workdir"],
+            **{k: s.get(k) for k in ("frames", "final_eval_return", "best_eval_return", "wall_seconds")}}
+
+  def checkpoint(self, spec: dict[str, Any]):  # pylint: disable=arguments-differ
+    if self._proc is not None and self._proc.poll() is None:
+      stop_process(self._proc, self.grace_s)
+      with contextlib.suppress(OSError), open(spec["log"], "a") as f:
+        f.write(f"===== {_now()} pre-empted or timed out: stopped, requeued on the same workdir\n")
+    return submitit.helpers.DelayedSubmission(SubmittedRun(self.grace_s), spec)
+
+  def __getstate__(self):
+    return {"grace_s": self.grace_s, "_proc": None}
+
+
+def make_executor(root: str, cluster: str, parameters: dict[str, Any]):
+  folder = os.path.join(root, ".submitit", "%j")
+  executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+  executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+  return executor
+
+
+def submit(runs: Sequence[Run], manifest: Manifest, cluster: str = "slurm", parameters: dict[str, Any] | None = None,
+           out: TextIO = sys.stdout, grace_s: float = 150.0, skip: Iterable[str] = ()) -> list[tuple[Run, Any]]:
+  """Submits every unfinished run (one job array on Slurm); returns [(run, submitit job)].
+
+  `parameters` go to submitit's AutoExecutor.update_parameters (timeout_min,
+  gpus_per_node, slurm_partition, slurm_array_parallelism, …); `cluster` is
+  "slurm", or "local"/"debug" for submitit's executors on this machine.
+  `skip`: runs whose job is still queued or running.
+  """
+  skip = set(skip)
+  todo = [r for r in runs if not is_done(r) and r.name not in skip]
+  out.write(f"{len(runs)} runs: {sum(is_done(r) for r in runs)} done already (skipped), "
+            + (f"{len(skip)} still queued or running (skipped), " if skip else "")
+            + f"{len(todo)} to submit ({cluster})\n")
+  out.flush()
+  if not todo:
+    return []
+  executor = make_executor(manifest.root, cluster, parameters or {})
+  jobs = executor.map_array(SubmittedRun(grace_s), [r.spec() for r in todo])
+  folder = str(executor.folder)
+  for run, job in zip(todo, jobs):
+    entry = manifest.get(run.name)
+    manifest.update(run.name, status="submitted", runner="submitit", cluster=cluster, job_id=str(job.job_id),
+                    submitit_folder=folder, submitted=_now(), attempts=entry.get("attempts", 0) + 1,
+                    returncode=None, finished=None, error=None)
+    out.write(f"  job {job.job_id}  {run.name}\n")
+  out.write(f"submitted {len(jobs)} job(s); submitit's logs: {os.path.dirname(folder)}/<job id>/, "
+            f"each run's output: {os.path.join(manifest.root, LOGS)}/<game>/<variant>/seed_<n>.log\n")
+  out.flush()
+  return list(zip(todo, jobs))
+
+
+def wait_jobs(submitted: Sequence[tuple[Run, Any]], manifest: Manifest, out: TextIO = sys.stdout,
+              progress_every_s: float = 60.0, poll_s: float = 1.0) -> int:
+  """Waits for submitted jobs, reporting each; returns how many failed."""
+  progress = _Progress(len(submitted), out, progress_every_s)
+  failures = []
+  pending = {run.name: (run, job) for run, job in submitted}
+  while pending:
+    time.sleep(poll_s)
+    for name, (run, job) in list(pending.items()):
+      if not job.done():
+        continue
+      del pending[name]
+      error = job.exception()
+      if error is None and is_done(run):
+        progress.done += 1
+        manifest.update(name, status="done", finished=_now(), returncode=0)
+        progress.line(len(pending), f"done  {name} (job {job.job_id})")
+      else:
+        progress.failed += 1
+        lines = str(error or "no summary.json").strip().splitlines()
+        failures.append((run, job))
+        manifest.update(name, status="failed", finished=_now(), error=lines[-1] if lines else "")
+        progress.line(len(pending), f"FAILED {name} (job {job.job_id}); log: {run.log}; "
+                      f"submitit log: {job.paths.stderr}")
+    progress.tick({n: (None, progress.start, None) for n in pending})
+  out.write(f"finished: {progress.done} done, {progress.failed} failed\n")
+  for run, job in failures:
+    out.write(f"  FAILED {run.name}: log {run.log}; submitit log {job.paths.stderr}\n")
+  out.flush()
+  return len(failures)

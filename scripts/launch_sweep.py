@@ -1,0 +1,172 @@
+r"""Launches a sweep: games × variants × seeds, one workdir and one process per run.
+
+  python scripts/launch_sweep.py --config=configs/dqn.py --root=runs/atari5 \
+      --games=atari5 --variants=baseline,inject@50M --num_seeds=5 --parallel=4
+  python scripts/launch_sweep.py --config=configs/dqn.py:cpu --root=runs/cpu --games=Pong,Breakout \
+      --variants=baseline,inject@250k --seeds=0,1 --config.total_frames=500000 --dry_run
+  python scripts/launch_sweep.py --config=configs/dqn.py --root=/scratch/runs/atari57 --games=atari57 \
+      --variants=baseline,inject@50M --num_seeds=3 --runner=slurm --slurm_partition=gpu --timeout_min=2880
+
+Each run is `python -m plasticity_rl.main --config=… --workdir=ROOT/<game>/<variant>/seed_<n>`
+with config.game, config.variant and config.seed set, its output in ROOT/logs/<game>/<variant>/seed_<n>.log.
+ROOT/sweep.json is the manifest. Launching again skips finished runs (summary.json) and
+resumes the others; --dry_run prints the runs and their status and changes nothing.
+Overrides for every run: --config.x=y (as for main.py) or --override=x=y, repeatable.
+Variants: configs/variants.py (baseline, inject@50M, inject@25M+75M, grow, …, and patterns inject@<F>[+<F>…],
+grow@<F>[+<F>…] with frame counts like 2k or 50M for short runs).
+"""
+
+import os
+import re
+import shlex
+import sys
+
+from absl import app
+from absl import flags
+
+from plasticity_rl import sweep
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_CONFIG = flags.DEFINE_string("config", None, "Base config: a configs/*.py file with an optional :arg.")
+_ROOT = flags.DEFINE_string("root", None, "Sweep directory: workdirs, logs and sweep.json go here.")
+_GAMES = flags.DEFINE_list("games", None, "Games and/or sets: atari57, atari26, atari5 (e.g. atari5,Pong).")
+_VARIANTS = flags.DEFINE_list("variants", ["baseline"], "Variant names from --variants_file.")
+_SEEDS = flags.DEFINE_list("seeds", None, "Seeds, e.g. 0,1,2.")
+_NUM_SEEDS = flags.DEFINE_integer("num_seeds", None, "Seeds 0..N-1 (instead of --seeds).")
+_OVERRIDE = flags.DEFINE_multi_string("override", [], "field=value for every run (repeatable); "
+                                      "the same as a --config.field=value argument.")
+_VARIANTS_FILE = flags.DEFINE_string("variants_file", os.path.join(_REPO, "configs", "variants.py"),
+                                     "Python file defining the variants (get_variant, allowed).")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the runs and their status; launch and write nothing.")
+_RUNNER = flags.DEFINE_enum("runner", "local", ["local", "slurm"], "local: subprocesses here; slurm: submitit.")
+# local runner
+_PARALLEL = flags.DEFINE_integer("parallel", None, "local: concurrent runs (default: one per GPU, else 1).")
+_GPUS = flags.DEFINE_list("gpus", None, "local: GPU ids to pin runs to, round-robin (default: CUDA_VISIBLE_DEVICES, "
+                          "else nvidia-smi -L; --gpus= for CPU only).")
+_PROGRESS_S = flags.DEFINE_float("progress_s", 60.0, "Print a status line at least this often (seconds) "
+                                  "while runs are going.")
+# slurm runner (submitit)
+_CLUSTER = flags.DEFINE_enum("submitit_cluster", "slurm", ["slurm", "local", "debug"],
+                             "slurm: sbatch job array; local/debug: submitit's executors on this machine (tests).")
+_TIMEOUT_MIN = flags.DEFINE_integer("timeout_min", 24 * 60, "slurm: time limit per job (minutes); "
+                                    "a job that reaches it is requeued and resumes.")
+_PARTITION = flags.DEFINE_string("slurm_partition", None, "slurm: partition.")
+_ACCOUNT = flags.DEFINE_string("slurm_account", None, "slurm: account.")
+_QOS = flags.DEFINE_string("slurm_qos", None, "slurm: QOS.")
+_CONSTRAINT = flags.DEFINE_string("slurm_constraint", None, "slurm: node constraint, e.g. a100.")
+_ARRAY_PARALLELISM = flags.DEFINE_integer("slurm_array_parallelism", 256, "slurm: max jobs of the array at once.")
+_GPUS_PER_RUN = flags.DEFINE_integer("gpus_per_run", 1, "slurm: GPUs per run.")
+_CPUS_PER_RUN = flags.DEFINE_integer("cpus_per_run", 8, "slurm: CPUs per run (envpool uses them).")
+_MEM_GB = flags.DEFINE_integer("mem_gb", 64, "slurm: memory per run (GB); 1M replay frames ≈ 7 GB.")
+_SETUP = flags.DEFINE_multi_string("slurm_setup", [], "slurm: shell lines run before each job (module load …).")
+_EXTRA = flags.DEFINE_multi_string("slurm_extra", [], "slurm: extra sbatch parameters as key=value (repeatable).")
+_WAIT = flags.DEFINE_bool("wait", False, "slurm: wait for the jobs and report them "
+                          "(always on with --submitit_cluster=local).")
+_SIGNAL_DELAY_S = flags.DEFINE_integer("slurm_signal_delay_s", 180, "slurm: the job is warned (SIGUSR2) this long "
+                                       "before its time limit, to checkpoint and requeue.")
+_GRACE_S = flags.DEFINE_float("grace_s", 150.0, "slurm: when warned, seconds the run gets to save a checkpoint and "
+                              "stop (after SIGTERM) before SIGKILL; keep it below --slurm_signal_delay_s.")
+flags.mark_flags_as_required(["config", "root", "games"])
+
+_CONFIG_ARGS: list[str] = []  # --config.x=y arguments, taken out before absl parses the rest.
+
+
+def parse_flags(argv):
+  """absl parsing, with --config.field=value arguments set aside as overrides."""
+  rest = []
+  for arg in argv:
+    if re.match(r"^--?config\.", arg):
+      if "=" not in arg:
+        print(f"error: {arg}: write overrides as --config.field=value", file=sys.stderr)
+        sys.exit(2)
+      _CONFIG_ARGS.append(arg)
+    else:
+      rest.append(arg)
+  try:
+    return flags.FLAGS(rest)
+  except flags.Error as e:
+    print(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
+    sys.exit(2)
+
+
+def _key_values(items) -> dict[str, str]:
+  out = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+      raise sweep.SweepError(f"--slurm_extra {item!r}: expected key=value, e.g. exclusive=true or gres=gpu:a100:1")
+    out[key.strip()] = value
+  return out
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    return launch(argv)
+  except sweep.SweepError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+def launch(argv) -> int:
+  overrides = ["{}={}".format(*sweep.parse_override(o)) for o in list(_OVERRIDE.value) + _CONFIG_ARGS]
+  games = sweep.resolve_games(_GAMES.value)
+  variants = sweep.resolve_variants(_VARIANTS.value, sweep.load_variants(_VARIANTS_FILE.value))
+  seeds = sweep.resolve_seeds(_SEEDS.value, _NUM_SEEDS.value)
+  root = os.path.abspath(os.path.expanduser(_ROOT.value))
+  runs = sweep.expand(root, _CONFIG.value, games, variants, seeds, overrides)
+  config = sweep.config_spec(_CONFIG.value)
+  manifest = sweep.Manifest.open(root, config, overrides)
+  conflicts = sweep.check(runs)
+  active = sweep.job_states(manifest, runs)
+  status = sweep.statuses(runs, manifest, conflicts, active)
+  print(f"sweep {root}: {len(games)} game(s) × {len(variants)} variant(s) × {len(seeds)} seed(s)\n"
+        f"config {config}" + (f", overrides {overrides}" if overrides else ""))
+  if _DRY_RUN.value:
+    sweep.print_plan(runs, status, conflicts, sys.stdout)
+    todo = [r for r in runs if status[r.name] not in ("done", "conflict") and not status[r.name].startswith("slurm:")]
+    if todo:
+      print(f"command of {todo[0].name}:\n  {shlex.join(todo[0].command)}")
+    print("dry run: nothing launched, nothing written")
+    return 2 if conflicts else 0
+  if conflicts:
+    sweep.print_plan(runs, status, conflicts, sys.stderr)
+    raise sweep.SweepError(f"{len(conflicts)} workdir(s) hold another config (listed above): main.py would refuse "
+                           "them. Use another --root, or move those workdirs away")
+  full_argv = [sys.executable, *sys.argv]
+  with sweep.root_lock(root):
+    manifest.add_launch(full_argv, _RUNNER.value, runs)
+    manifest.save()
+    if _RUNNER.value == "local":
+      gpus = [g for g in _GPUS.value if g] if _GPUS.value is not None else sweep.detect_gpus()
+      parallel = _PARALLEL.value or max(1, len(gpus))
+      try:
+        failed = sweep.run_local(runs, manifest, parallel=parallel, gpus=gpus, progress_every_s=_PROGRESS_S.value)
+      except KeyboardInterrupt:
+        return 130
+    else:
+      parameters = {
+          "name": "plasticity_rl:" + os.path.basename(root), "timeout_min": _TIMEOUT_MIN.value,
+          "gpus_per_node": _GPUS_PER_RUN.value, "cpus_per_task": _CPUS_PER_RUN.value, "mem_gb": _MEM_GB.value,
+          "tasks_per_node": 1, "nodes": 1, "slurm_partition": _PARTITION.value, "slurm_account": _ACCOUNT.value,
+          "slurm_qos": _QOS.value, "slurm_constraint": _CONSTRAINT.value,
+          "slurm_array_parallelism": _ARRAY_PARALLELISM.value, "slurm_signal_delay_s": _SIGNAL_DELAY_S.value,
+          "slurm_setup": list(_SETUP.value) or None, "slurm_additional_parameters": _key_values(_EXTRA.value) or None,
+      }
+      if _CLUSTER.value == "slurm" and _GRACE_S.value >= _SIGNAL_DELAY_S.value:
+        raise sweep.SweepError(f"--grace_s ({_GRACE_S.value}) must be below --slurm_signal_delay_s "
+                               f"({_SIGNAL_DELAY_S.value}): the run must stop before Slurm kills the job")
+      if _CLUSTER.value != "slurm":
+        parameters = {k: v for k, v in parameters.items() if not k.startswith("slurm_")}
+      submitted = sweep.submit(runs, manifest, cluster=_CLUSTER.value, parameters=parameters, grace_s=_GRACE_S.value,
+                               skip=active)
+      # submitit's local executor runs the jobs as children of this process: wait for them.
+      wait = _WAIT.value or _CLUSTER.value != "slurm"
+      failed = sweep.wait_jobs(submitted, manifest, progress_every_s=_PROGRESS_S.value) if wait else 0
+  return 1 if failed else 0
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)
