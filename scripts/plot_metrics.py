@@ -1,0 +1,131 @@
+"""Plasticity metric curves of several runs side by side, as one PNG.
+
+  python scripts/plot_metrics.py --runs runs/pong_base runs/pong_inject \
+      --metrics "dormant_0.1/head/dense_0,srank,fau/*" --out metrics.png
+
+One subplot per metric (a name may be an fnmatch pattern, e.g. "dormant_0.1/*":
+one subplot per matching name), one line per run (labelled by its directory, or
+--labels), and every event row of a run (injection, reset, …) as a vertical
+dashed line in the run's color. Reads the rows of <run>/metrics.jsonl with
+kind "plasticity" (--kind to change), {"frames": F, "kind": K, name: value, …}.
+"""
+
+import argparse
+import fnmatch
+import json
+import math
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+
+def _number(value) -> float | None:
+  """A logged value as a float: numbers, and the strings "nan"/"inf" the recorder writes for non-finite ones."""
+  if isinstance(value, bool):
+    return None
+  if isinstance(value, (int, float)):
+    return float(value)
+  if isinstance(value, str):
+    try:
+      return float(value)
+    except ValueError:
+      return None
+  return None
+
+
+Series = dict[str, list[tuple[int, float]]]
+
+
+def read_run(run_dir: str, kind: str = "plasticity") -> tuple[Series, list[tuple[int, str]]]:
+  """({metric: [(frames, value)] sorted by frames}, [(frames, event name)]) of one run."""
+  series: dict[str, list[tuple[int, float]]] = {}
+  events: list[tuple[int, str]] = []
+  with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+    for line in f:
+      if not line.strip():
+        continue
+      row = json.loads(line)
+      if row.get("kind") == "event":
+        events.append((int(row["frames"]), str(row.get("name", "event"))))
+      elif row.get("kind") == kind:
+        for name, value in row.items():
+          number = _number(value) if name not in ("frames", "kind") else None
+          if number is not None:
+            series.setdefault(name, []).append((int(row["frames"]), number))
+  return {k: sorted(v) for k, v in series.items()}, sorted(events)
+
+
+def expand(patterns: list[str], available: set[str]) -> list[str]:
+  """Metric names in pattern order; a pattern with wildcards expands to its sorted matches."""
+  names: list[str] = []
+  for pattern in patterns:
+    matches = sorted(fnmatch.filter(available, pattern)) if any(c in pattern for c in "*?[") else [pattern]
+    names += [m for m in matches if m not in names]
+  return names
+
+
+def plot(runs: list[str], patterns: list[str], out: str, labels: list[str] | None = None,
+         kind: str = "plasticity", columns: int = 3) -> str:
+  data = [read_run(run, kind) for run in runs]
+  labels = labels or [os.path.basename(os.path.normpath(run)) or run for run in runs]
+  names = expand(patterns, set().union(*(set(series) for series, _ in data)))
+  if not names:
+    raise ValueError(f"no metric matches {patterns} in rows of kind {kind!r} of {runs}")
+  columns = max(1, min(columns, len(names)))
+  rows = math.ceil(len(names) / columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.2 * rows), squeeze=False)
+  for ax, name in zip(axes.flat, names):
+    for i, ((series, events), label) in enumerate(zip(data, labels)):
+      color = f"C{i % 10}"
+      points = series.get(name, [])
+      if points:
+        ax.plot([f for f, _ in points], [v for _, v in points], color=color, lw=1.5, label=label)
+      for frames, event in events:
+        ax.axvline(frames, color=color, ls="--", lw=1, alpha=0.8)
+        ax.annotate(event, (frames, 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
+                    color=color, fontsize=7)
+    ax.set_title(name, fontsize=9)
+    ax.set_xlabel("environment frames")
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(names):]:
+    ax.set_visible(False)
+  handles, legend_labels = [], []
+  for ax in axes.flat:
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+      if label not in legend_labels:
+        handles.append(handle)
+        legend_labels.append(label)
+  if handles:
+    fig.legend(handles, legend_labels, loc="upper center", ncol=min(len(handles), 4), fontsize=8,
+               bbox_to_anchor=(0.5, 1.0))
+  fig.tight_layout(rect=(0, 0, 1, 0.95 if handles else 1))
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  fig.savefig(out, dpi=120)
+  plt.close(fig)
+  return out
+
+
+def main(argv: list[str] | None = None) -> str:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+  parser.add_argument("--runs", nargs="+", required=True, help="Run directories (each with metrics.jsonl).")
+  parser.add_argument("--metrics", required=True, help="Comma-separated metric names or fnmatch patterns.")
+  parser.add_argument("--out", required=True, help="Output PNG path.")
+  parser.add_argument("--labels", default="", help="Comma-separated labels, one per run (default: dir names).")
+  parser.add_argument("--kind", default="plasticity", help="Row kind to read the metrics from.")
+  parser.add_argument("--columns", type=int, default=3, help="Subplots per row.")
+  args = parser.parse_args(argv)
+  labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
+  if labels is not None and len(labels) != len(args.runs):
+    parser.error(f"--labels has {len(labels)} entries for {len(args.runs)} runs")
+  patterns = [s.strip() for s in args.metrics.split(",") if s.strip()]
+  path = plot(args.runs, patterns, args.out, labels, args.kind, args.columns)
+  print(path)
+  return path
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
