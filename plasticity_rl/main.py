@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 
 from absl import app
@@ -29,7 +30,11 @@ def _flat(d, prefix=""):
 
 
 def prepare_workdir(workdir: str, config) -> None:
-  """Creates the workdir and writes config.json; refuses one made with another config."""
+  """Creates the workdir and writes config.json; refuses one made with another config.
+
+  A workdir made with the same config is resumed: train() continues from its
+  newest readable checkpoint (or returns the summary of a finished run).
+  """
   path = os.path.join(workdir, "config.json")
   new = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
@@ -47,6 +52,34 @@ def prepare_workdir(workdir: str, config) -> None:
     json.dump(new, f, indent=1)
 
 
+def _unknown_field_message(argv, error: Exception) -> str:
+  """Names the --config.x override whose field the config lacks (config_flags raises a bare KeyError)."""
+  while error.args and isinstance(error.args[0], Exception):  # AttributeError(KeyError(KeyError(…))).
+    error = error.args[0]
+  lines = str(error.args[0] if error.args else error).splitlines() or [""]
+  key, hint = lines[0].strip("'\""), " ".join(lines[1:])
+  overrides = [m.group(1) for m in (re.match(r"^--?config\.([^=\s]+)", a) for a in argv[1:]) if m]
+  field = next((o for o in overrides if key in o.split(".")), None)
+  if field is None:
+    return f"unknown config field {key!r} in the overrides {overrides}" + (f"; {hint}" if hint else "")
+  return f"flag --config.{field}: the config has no field {key!r}" + (f"; {hint}" if hint else "")
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, but every error is a short message and exit status 2, never a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    message = str(e)
+    if "Traceback (most recent call last):" in message:  # config_flags: get_config() raised; keep its error.
+      lines = [line for line in message.splitlines() if line.strip()]
+      message = f"{lines[0]} {lines[-1].strip()}"
+  except (AttributeError, KeyError) as e:  # config_flags: --config.x=… where the config has no field x.
+    message = _unknown_field_message(argv, e)
+  print(f"error: {message}\nPass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
+  sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -54,12 +87,21 @@ def main(argv):
   try:
     config_lib.validate(config)
     prepare_workdir(_WORKDIR.value, config)
-  except (config_lib.ConfigError, WorkdirError) as e:
+  except (config_lib.ConfigError, WorkdirError, OSError) as e:  # OSError: e.g. the --config file failed to load.
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  from plasticity_rl import checkpoint  # pylint: disable=g-import-not-at-top
   from plasticity_rl import train  # pylint: disable=g-import-not-at-top
   logging.info("config:\n%s", config)
-  summary = train.train(config, _WORKDIR.value)
+  checkpoint.quiet_orbax_logs()
+  try:
+    summary = train.train(config, _WORKDIR.value)
+  except checkpoint.CheckpointError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except train.Preempted as e:  # A checkpoint is saved; exit like the signal would (128 + its number).
+    print(f"{e}", file=sys.stderr)
+    sys.exit(128 + e.signum)
   print(f"\n== {summary['game']} · {summary['variant']} · seed {summary['seed']} ==")
   print(f"frames {summary['frames']:,}  updates {summary['updates']:,}  wall {summary['wall_seconds'] / 60:.1f} min")
   print("evaluation (frames: mean return): " + ", ".join(f"{f:,}: {r:.1f}" for f, r in summary["eval"]))
@@ -70,7 +112,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":
