@@ -6,12 +6,18 @@ after the command-line overrides, before anything is written: a bad value is
 one `ConfigError` naming the field and what is allowed.
 """
 
+import os
+
 import ml_collections
 from ml_collections import config_dict
 
 from plasticity_rl.agents import dqn
 from plasticity_rl.envs import atari
+from plasticity_rl import augment
+from plasticity_rl import checkpoint
 from plasticity_rl import networks
+from plasticity_rl import regularizers
+from plasticity_rl import remedies
 from plasticity_rl import surgery
 
 
@@ -51,6 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.learner.replay_ratio = 0.25  # Gradient updates per agent step (1 update every 4 steps).
   c.learner.target_update_period_updates = 7_500  # 30k agent steps at replay ratio 0.25.
   c.learner.reward_clip = 1.0  # Learner rewards clipped to ±this; 0 disables clipping.
+  c.learner.augment = "none"  # Learner-batch augmentation: "none" or "random_shift" (DrQ: pad 4, random crop).
 
   c.exploration = ml_collections.ConfigDict()
   c.exploration.epsilon_start = 1.0
@@ -62,6 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.hidden = 512  # Units of the head's hidden layer (before the width multiplier).
   c.network.activation = "relu"  # "relu", "leaky_relu" or "crelu".
   c.network.layer_norm = False  # LayerNorm after every hidden layer.
+  c.network.crelu_halve_width = True  # With crelu: hidden layers get half the units (the same output width).
 
   c.injection = ml_collections.ConfigDict()  # Plasticity injection (surgery.py).
   c.injection.frames = ()  # Frames at which to inject, e.g. (50_000_000,); any number, increasing.
@@ -69,6 +77,23 @@ def base_config() -> ml_collections.ConfigDict:
   c.injection.hidden = ()  # Growth: units of the fresh branch's hidden layers, one per injection; () keeps widths.
   c.injection.reset_optimizer = False  # Re-init the optimizer statistics of the injected slot.
   c.injection.freeze_encoder = False  # Ablation: also freeze every layer before the branch.
+
+  c.reset = remedies.reset_config()  # Resets of the last layers (remedies.py); off by default.
+  c.redo = remedies.redo_config()  # ReDo: recycling dormant units; off by default.
+  c.shrink_perturb = remedies.shrink_perturb_config()  # Shrink and perturb; off by default.
+  c.regularizer = regularizers.regularizer_config()  # L2 / L2-init loss terms; off by default.
+
+  c.checkpoint = ml_collections.ConfigDict()  # workdir/checkpoints (checkpoint.py); a re-run resumes.
+  c.checkpoint.period_frames = 1_000_000  # Save every this many frames (0: only at the end and on SIGTERM/SIGINT).
+  c.checkpoint.max_to_keep = 2  # Newest checkpoints kept; ≥ 2 keeps a fallback if the newest is unreadable.
+  c.checkpoint.save_replay = True  # Include the replay (~7 GB at 1M transitions); False: a resume refills it.
+  c.checkpoint.async_save = True  # Write in the background; the loop waits only for the copy to host.
+
+  # Reincarnation: start this (new) run from an agent another run saved. Named `path`, not `from`:
+  # config_flags parses `--config.reincarnate.from=…` as Python, where `from` is a keyword (SyntaxError).
+  c.reincarnate = ml_collections.ConfigDict()
+  c.reincarnate.path = ""  # A workdir (its newest checkpoint) or a workdir/checkpoints/<frames> dir; "": off.
+  c.reincarnate.load = "params"  # "params", "params+optimizer", "params+optimizer+replay" or "all" (+ counters).
 
   c.log = ml_collections.ConfigDict()
   c.log.period_frames = 100_000  # Training scalars and the progress line.
@@ -105,12 +130,13 @@ def apply_scale(config: ml_collections.ConfigDict, scale: str | None) -> ml_coll
     config.eval.epsilon = 0.05
     config.eval.max_episode_frames = 27_000
     config.log.period_frames = 20_000
+    config.checkpoint.period_frames = 100_000
     return config
   if scale == "smoke":
     config.game = "Pong"
     config.total_frames = 4_000
     config.env.num_envs = 4
-    config.env.max_episode_frames = 2_000
+    config.env.max_episode_frames = 400  # Short episodes, so that training episodes end too.
     config.replay.capacity = 4_000
     config.replay.learning_starts_frames = 1_000
     config.learner.batch_size = 8
@@ -122,6 +148,7 @@ def apply_scale(config: ml_collections.ConfigDict, scale: str | None) -> ml_coll
     config.eval.num_episodes = 2
     config.eval.max_episode_frames = 400
     config.log.period_frames = 1_000
+    config.checkpoint.period_frames = 1_000
     return config
   raise ValueError(f"unknown scale {scale!r}; allowed: {SCALES}")
 
@@ -156,6 +183,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for field in ("env.protocol", "eval.protocol"):
     if eval_field(c, field) not in atari.PROTOCOLS:
       _fail(field, f"unknown protocol {eval_field(c, field)!r}; allowed: {sorted(atari.PROTOCOLS)}")
+  if c.env.protocol != c.eval.protocol:  # The action sets may differ (minimal vs full): one network acts in both.
+    train_actions, eval_actions = (atari.num_actions(c.game, p) for p in (c.env.protocol, c.eval.protocol))
+    if train_actions != eval_actions:
+      _fail("eval.protocol", f"{c.eval.protocol!r} gives {c.game} {eval_actions} actions but env.protocol "
+            f"{c.env.protocol!r} gives {train_actions}: use protocols with one action set")
   if c.learner.optimizer not in dqn.OPTIMIZERS:
     _fail("learner.optimizer", f"unknown optimizer {c.learner.optimizer!r}; allowed: {list(dqn.OPTIMIZERS)}")
   if c.network.activation not in networks.ACTIVATIONS:
@@ -185,5 +217,20 @@ def validate(c: ml_collections.ConfigDict) -> None:
     surgery.injection_plan(c, networks.make_network(c.network, num_actions=1))
   except ValueError as e:
     _fail("injection", str(e))
+  if c.learner.augment not in augment.AUGMENTATIONS:
+    _fail("learner.augment", f"unknown augmentation {c.learner.augment!r}; allowed: {list(augment.AUGMENTATIONS)}")
+  for check in (remedies.validate, regularizers.validate):  # Their messages start with the field's name.
+    try:
+      check(c)
+    except ValueError as e:
+      raise ConfigError(f"config.{e}") from None
   if c.replay.learning_starts_frames >= c.total_frames:
     _fail("replay.learning_starts_frames", f"must be < total_frames ({c.total_frames}): no update would run")
+  if c.checkpoint.period_frames < 0:
+    _fail("checkpoint.period_frames", f"must be ≥ 0 (0: only at the end), got {c.checkpoint.period_frames!r}")
+  if c.checkpoint.max_to_keep < 1:
+    _fail("checkpoint.max_to_keep", f"must be ≥ 1, got {c.checkpoint.max_to_keep!r}")
+  if c.reincarnate.load not in checkpoint.LOADS:
+    _fail("reincarnate.load", f"unknown {c.reincarnate.load!r}; allowed: {list(checkpoint.LOADS)}")
+  if c.reincarnate.path and not os.path.isdir(c.reincarnate.path):
+    _fail("reincarnate.path", f"no such directory {c.reincarnate.path!r} (a workdir or a checkpoints/<frames> dir)")

@@ -189,10 +189,19 @@ def main_layers(params: Params) -> dict[str, Params]:
   return layers
 
 
+def halve_hidden(specs: tuple[LayerSpec, ...]) -> tuple[LayerSpec, ...]:
+  """CReLU width accounting: hidden layers get ⌈features/2⌉ units, so their 2× CReLU outputs are as wide as
+  the plain network's (and the parameters about half); the output layer keeps its features."""
+  return tuple(s._replace(features=(s.features + 1) // 2) for s in specs[:-1]) + specs[-1:]
+
+
 def make_network(network_config, num_actions: int) -> QNetwork:
-  """From config.network: width, hidden, activation, layer_norm."""
+  """From config.network: width, hidden, activation, layer_norm, crelu_halve_width (absent: False)."""
+  specs = nature_cnn_specs(num_actions, network_config.width, network_config.hidden)
+  if network_config.activation == "crelu" and network_config.get("crelu_halve_width", False):
+    specs = halve_hidden(specs)
   return QNetwork(
-      specs=nature_cnn_specs(num_actions, network_config.width, network_config.hidden),
+      specs=specs,
       activation=network_config.activation,
       layer_norm=network_config.layer_norm,
   )

@@ -7,6 +7,9 @@
   the one results format that analysis reads.
 - `tb/`: the same scalars for TensorBoard, tagged "<kind>/<name>".
 Files are appended and flushed at every write, so a crash loses nothing written.
+On resume from a checkpoint at frame F, `truncate_after_frames=F` first drops
+the rows past F (and a last line cut by a kill), so the files match the
+restored state; TensorBoard is told to purge its events past F.
 """
 
 import csv
@@ -26,11 +29,35 @@ def _plain(value: Any) -> Any:
   return value
 
 
+def _keep_rows(path: str, keep, header: bool = False) -> None:
+  """Rewrites `path` (atomically) with the complete lines for which keep(line) is True."""
+  if not os.path.exists(path):
+    return
+  with open(path, newline="") as f:
+    lines = f.readlines()
+  if lines and not lines[-1].endswith("\n"):
+    lines.pop()  # Cut by a kill mid-write.
+  kept = lines[:1] + [l for l in lines[1:] if keep(l)] if header else [l for l in lines if keep(l)]
+  with open(path + ".tmp", "w", newline="") as f:
+    f.writelines(kept)
+  os.replace(path + ".tmp", path)
+
+
+def truncate(workdir: str, frames: int) -> None:
+  """Drops the rows of metrics.jsonl and eval.csv past `frames` (−1: every row)."""
+  _keep_rows(os.path.join(workdir, "metrics.jsonl"), lambda l: l.strip() and json.loads(l)["frames"] <= frames)
+  frames_column = EVAL_COLUMNS.index("frames")
+  _keep_rows(os.path.join(workdir, "eval.csv"),
+             lambda l: int(next(csv.reader([l]))[frames_column]) <= frames, header=True)
+
+
 class Recorder:
   """Appends rows to the workdir's result files."""
 
-  def __init__(self, workdir: str, tensorboard: bool = True):
+  def __init__(self, workdir: str, tensorboard: bool = True, truncate_after_frames: int | None = None):
     self.workdir = workdir
+    if truncate_after_frames is not None:
+      truncate(workdir, truncate_after_frames)
     self._metrics = open(os.path.join(workdir, "metrics.jsonl"), "a")
     eval_path = os.path.join(workdir, "eval.csv")
     new = not os.path.exists(eval_path) or os.path.getsize(eval_path) == 0
@@ -42,7 +69,8 @@ class Recorder:
     self._tb = None
     if tensorboard:
       import tensorboardX  # pylint: disable=g-import-not-at-top
-      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
+      purge = None if truncate_after_frames is None else truncate_after_frames + 1
+      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"), purge_step=purge)
 
   def write(self, frames: int, kind: str, values: Mapping[str, Any]) -> None:
     row = {"frames": int(frames), "kind": kind, **{k: _plain(v) for k, v in values.items()}}

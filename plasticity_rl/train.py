@@ -4,15 +4,23 @@
     every 1/replay_ratio agent steps (after warm-up): sample -> update (jitted)
     at scheduled frames: interventions (injection, …), logged as events
     every log period: scalars + a progress line; every eval period: evaluation
+    every checkpoint period, at the end and on SIGTERM/SIGINT: a checkpoint
 
 One loop iteration steps all `num_envs` envs once: num_envs agent steps,
 4 × num_envs frames. Device arrays returned by the learner are only read back
 at log time, so the loop makes no host round-trip per update.
+
+The same command with the same workdir resumes from the newest readable
+checkpoint (checkpoint.py: what is saved, and why episodes restart); rows of
+metrics.jsonl / eval.csv past its frame are dropped. `reincarnate.path` starts
+a new run from another run's saved agent instead.
 """
 
 import dataclasses
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -21,10 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from plasticity_rl import checkpoint as checkpoint_lib
 from plasticity_rl import interventions
 from plasticity_rl import networks
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import replay as replay_lib
+from plasticity_rl import remedies  # noqa: F401  (registers reset, redo, shrink_perturb)
 from plasticity_rl import surgery  # noqa: F401  (registers the injection intervention)
 from plasticity_rl.agents import dqn
 from plasticity_rl.analysis import learning_curve
@@ -52,8 +62,12 @@ class Episodes:
     return [(float(self.returns[i]), int(self.frames[i])) for i in np.flatnonzero(step.last)]
 
 
-def evaluate(agent: dqn.DQNAgent, params, envs, protocol: str, epsilon: float, rng) -> list[tuple[float, int]]:
-  """One full episode on each eval env (ε-greedy, raw scores); returns (return, frames) each."""
+def evaluate(agent: dqn.DQNAgent, params, envs, protocol: str, epsilon: float, rng,
+             should_stop=lambda: False) -> list[tuple[float, int]] | None:
+  """One full episode on each eval env (ε-greedy, raw scores); returns (return, frames) each.
+
+  None if `should_stop()` turned True before every episode ended.
+  """
   stepper = atari.AtariStepper(envs, protocol)
   step = stepper.reset()
   n = step.frame.shape[0]
@@ -61,6 +75,8 @@ def evaluate(agent: dqn.DQNAgent, params, envs, protocol: str, epsilon: float, r
   episodes = Episodes.zeros(n)
   results: list[tuple[float, int] | None] = [None] * n
   while any(r is None for r in results):
+    if should_stop():
+      return None
     obs = stacker.push(step.frame, step.first)
     actions, rng = agent.act(params, obs, rng, epsilon)
     step = stepper.step(np.asarray(actions))
@@ -103,54 +119,193 @@ class _Throughput:
 _accumulate = jax.jit(lambda total, info: jax.tree.map(jnp.add, total, info))
 
 
+class Preempted(Exception):
+  """SIGTERM/SIGINT stopped the run after a checkpoint; the same command resumes it."""
+
+  def __init__(self, signum: int, frames: int):
+    super().__init__(f"stopped by {signal.Signals(signum).name} at {frames:,} frames, after a checkpoint; "
+                     "run the same command to resume")
+    self.signum, self.frames = signum, frames
+
+
+class _StopSignals:
+  """While active, SIGTERM/SIGINT only set `signum` (the loop saves and stops); a second one acts at once."""
+
+  def __init__(self):
+    self.signum, self._previous = None, {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    logging.warning("%s: stopping after a checkpoint (send it again to stop at once)", signal.Signals(signum).name)
+    self.signum = signum
+    signal.signal(signum, self._previous[signum])
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def __call__(self) -> bool:
+    return self.signum is not None
+
+
+def _env_seed(seed: int, frames: int) -> int:
+  """Training envs' seed: config.seed at the start; after a resume, new episodes for each resume frame."""
+  return seed if frames == 0 else int(np.random.SeedSequence([seed, frames]).generate_state(1)[0] >> 1)
+
+
+def _next_multiple(frames: int, period: int) -> int:
+  return (frames // period + 1) * period
+
+
+def _finished_summary(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer) -> dict[str, Any] | None:
+  path = os.path.join(workdir, "summary.json")
+  steps = checkpointer.steps()
+  if os.path.exists(path) and steps and steps[-1] >= config.total_frames:
+    with open(path) as f:
+      return json.load(f)
+  return None
+
+
 def train(config, workdir: str) -> dict[str, Any]:
-  """Runs config.total_frames of training; returns the summary (also in summary.json)."""
+  """Runs config.total_frames of training; returns the summary (also in summary.json).
+
+  Resumes from the workdir's newest readable checkpoint if there is one; a
+  finished run returns its summary at once. Raises Preempted after saving a
+  checkpoint on SIGTERM/SIGINT.
+  """
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                             max_to_keep=config.checkpoint.max_to_keep,
+                                             async_save=config.checkpoint.async_save)
+  try:
+    summary = _finished_summary(config, workdir, checkpointer)
+    if summary is not None:
+      logging.info("%s: finished (summary.json, checkpoint at %s frames); nothing to do", workdir,
+                   f"{checkpointer.steps()[-1]:,}")
+      return summary
+    with _StopSignals() as stop:
+      return _train(config, workdir, checkpointer, stop)
+  finally:
+    checkpointer.close()
+
+
+def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop: _StopSignals) -> dict[str, Any]:
   game, num_envs = config.game, config.env.num_envs
-  train_envs = atari.make_envs(game, config.env.protocol, num_envs, config.seed, config.env.max_episode_frames)
   eval_envs = atari.make_envs(game, config.eval.protocol, config.eval.num_episodes, config.seed + 1_000_000,
                               config.eval.max_episode_frames)
+  agent = dqn.make_agent(config, eval_envs.action_space.n)
+  resumed = checkpointer.restore(optimizer=agent.optimizer, with_replay=config.checkpoint.save_replay)
+  if resumed is not None:
+    checkpointer.set_aside([s for s in checkpointer.steps() if s > resumed.step])  # Unreadable ones.
+  start_frames = resumed.loop["frames"] if resumed is not None else 0
+  train_envs = atari.make_envs(game, config.env.protocol, num_envs, _env_seed(config.seed, start_frames),
+                               config.env.max_episode_frames)
   num_actions = train_envs.action_space.n
   if eval_envs.action_space.n != num_actions:
     raise ValueError(f"train protocol {config.env.protocol!r} has {num_actions} actions but eval protocol "
                      f"{config.eval.protocol!r} has {eval_envs.action_space.n}: use protocols with one action set")
 
-  agent = dqn.make_agent(config, num_actions)
   init_rng, act_rng, eval_rng, surgery_rng = jax.random.split(jax.random.key(config.seed), 4)
   state = agent.init(init_rng)
   replay = replay_lib.ReplayBuffer(config.replay.capacity, num_envs, n_step=config.replay.n_step,
                                    gamma=config.learner.gamma, seed=config.seed)
   schedule = interventions.make_schedule(config, agent)
-  recorder = recorder_lib.Recorder(workdir, tensorboard=config.log.tensorboard)
-  logging.info("%s: %d actions, %s params, replay %.2f GB (%d B/transition)", game, num_actions,
-               f"{networks.count_params(state.params):,}", replay.nbytes / 1e9, replay.bytes_per_transition)
-  recorder.write(0, "run", {"game": game, "num_actions": num_actions, **param_counts(state),
-                            "replay_bytes_per_transition": replay.bytes_per_transition})
+  frames, updates_due, num_updates, num_episodes = 0, 0.0, 0, 0
+  info_sum, info_count = None, 0
+  recent_returns: list[float] = []
+  next_log, next_eval = config.log.period_frames, config.eval.period_frames
+  eval_means: list[tuple[int, float]] = []
+  wall_before = 0.0
+
+  source, load = resumed, "all"
+  if resumed is None and config.reincarnate.path:
+    source, load = checkpoint_lib.reincarnate(config, agent), config.reincarnate.load
+  if source is not None:
+    state = source.train_state(state, agent.optimizer, load)
+    if source.replay is not None and load in ("params+optimizer+replay", "all"):
+      replay.load_state_dict(source.replay)
+  if source is not None and load == "all":
+    keys = source.keys()
+    act_rng, eval_rng, surgery_rng = keys["act"], keys["eval"], keys["surgery"]
+    loop = source.loop
+    frames, updates_due, num_updates, num_episodes = (loop["frames"], loop["updates_due"], loop["updates"],
+                                                      loop["episodes"])
+    recent_returns, info_count, wall_before = loop["recent_returns"], loop["info_count"], loop["wall_seconds"]
+    eval_means = [(int(f), float(r)) for f, r in loop["eval_means"]]
+    if loop["info_sum"] is not None:
+      info_sum = {k: jnp.asarray(v, jnp.float32) for k, v in loop["info_sum"].items()}
+    next_log, next_eval = loop["next_log"], loop["next_eval"]
+    if resumed is None:  # Reincarnated: this config's periods.
+      next_log, next_eval = _next_multiple(frames, config.log.period_frames), _next_multiple(
+          frames, config.eval.period_frames)
+    schedule.skip_until(frames)
+  # Updates start once the replay holds learning_starts_frames of data (again, after a resume without it).
+  learning_starts = config.replay.learning_starts_frames + (frames if len(replay) == 0 else 0)
+  next_save = _next_multiple(frames, config.checkpoint.period_frames) if config.checkpoint.period_frames else None
+
+  recorder = recorder_lib.Recorder(workdir, tensorboard=config.log.tensorboard,
+                                   truncate_after_frames=frames if resumed is not None else -1)
+  if resumed is not None:
+    logging.info("resuming from %s at %s frames, %s updates", resumed.path, f"{frames:,}", f"{num_updates:,}")
+    recorder.write(frames, "resume", {"checkpoint": resumed.path, "updates": num_updates})
+  else:
+    logging.info("%s: %d actions, %s params, replay %.2f GB (%d B/transition)", game, num_actions,
+                 f"{networks.count_params(state.params):,}", replay.nbytes / 1e9, replay.bytes_per_transition)
+    recorder.write(0, "run", {"game": game, "num_actions": num_actions, **param_counts(state),
+                              "replay_bytes_per_transition": replay.bytes_per_transition,
+                              **({"reincarnated_from": source.path, "reincarnate_load": load,
+                                  "reincarnated_frames": source.loop["frames"]} if source is not None else {})})
 
   stepper = atari.AtariStepper(train_envs, config.env.protocol)
   stacker = atari.FrameStacker(num_envs)
   episodes = Episodes.zeros(num_envs)
   step = stepper.reset()
-  frames, updates_due, num_updates = 0, 0.0, 0
-  info_sum, info_count = None, 0
-  recent_returns: list[float] = []
-  next_log, next_eval = config.log.period_frames, config.eval.period_frames
-  throughput = _Throughput(0, 0)
-  last_eval_frames = -1
-  eval_means: list[tuple[int, float]] = []
+  throughput = _Throughput(frames, num_updates)
 
-  def run_eval():
-    nonlocal eval_rng, last_eval_frames
-    eval_rng, rng = jax.random.split(eval_rng)
-    results = evaluate(agent, state.params, eval_envs, config.eval.protocol, config.eval.epsilon, rng)
+  def save_checkpoint():
+    if checkpointer.steps() and checkpointer.steps()[-1] == frames:
+      return
+    start = time.time()
+    loop = {"frames": frames, "updates": num_updates, "episodes": num_episodes, "updates_due": updates_due,
+            "next_log": next_log, "next_eval": next_eval, "recent_returns": recent_returns,
+            "eval_means": eval_means, "info_count": info_count,
+            "info_sum": None if info_sum is None else {k: float(v) for k, v in jax.device_get(info_sum).items()},
+            "wall_seconds": wall_before + time.time() - throughput.start_time}
+    checkpointer.save(frames, state=state, keys={"act": act_rng, "eval": eval_rng, "surgery": surgery_rng},
+                      loop=loop, replay=replay if config.checkpoint.save_replay else None, config=config)
+    blocked = time.time() - start
+    recorder.write(frames, "checkpoint", {"blocking_seconds": blocked})
+    logging.info("checkpoint @ %s frames (the loop waited %.2f s)", f"{frames:,}", blocked)
+
+  def run_eval() -> bool:
+    nonlocal eval_rng
+    next_eval_rng, rng = jax.random.split(eval_rng)
+    results = evaluate(agent, state.params, eval_envs, config.eval.protocol, config.eval.epsilon, rng, stop)
+    if results is None:  # Stopped: the evaluation stays due, and runs first on resume.
+      return False
+    eval_rng = next_eval_rng
     recorder.write_eval([{"game": game, "variant": config.variant, "seed": config.seed, "frames": frames,
                           "episode_return": ret, "episode_frames": length} for ret, length in results])
     mean = float(np.mean([r for r, _ in results]))
     recorder.write(frames, "eval", {"episode_return_mean": mean, "episodes": len(results)})
     eval_means.append((frames, mean))
     logging.info("eval @ %s frames: mean return %.1f over %d episodes", f"{frames:,}", mean, len(results))
-    last_eval_frames = frames
+    return True
 
-  while frames < config.total_frames:
+  def maybe_eval() -> bool:
+    nonlocal next_eval
+    if frames >= next_eval:
+      if not run_eval():
+        return False
+      next_eval += config.eval.period_frames
+    return True
+
+  maybe_eval()  # Only an evaluation a stopped run left due.
+  while frames < config.total_frames and not stop():
     obs = stacker.push(step.frame, step.first)
     epsilon = dqn.linear_epsilon(frames, start=config.exploration.epsilon_start, end=config.exploration.epsilon_end,
                                  decay_frames=config.exploration.decay_frames,
@@ -166,8 +321,9 @@ def train(config, workdir: str) -> dict[str, Any]:
     for ret, length in episodes.track(step):
       recorder.write(frames, "episode", {"episode_return": ret, "episode_frames": length})
       recent_returns = (recent_returns + [ret])[-20:]
+      num_episodes += 1
 
-    if frames >= config.replay.learning_starts_frames:
+    if frames >= learning_starts:
       updates_due += num_envs * config.learner.replay_ratio
       while updates_due >= 1.0:
         state, info = agent.update(state, replay.sample(config.learner.batch_size))
@@ -178,7 +334,7 @@ def train(config, workdir: str) -> dict[str, Any]:
 
     for scheduled in schedule.due(frames):
       surgery_rng, rng = jax.random.split(surgery_rng)
-      batch = replay.sample(config.learner.batch_size) if frames >= config.replay.learning_starts_frames else None
+      batch = replay.sample(config.learner.batch_size) if frames >= learning_starts else None
       probe = batch["obs"] if batch is not None else obs
       before = state
       state = scheduled.apply(state, rng, batch)
@@ -205,17 +361,23 @@ def train(config, workdir: str) -> dict[str, Any]:
                    f"{scalars['episode_return_recent']:.1f}" if recent_returns else "-",
                    f"{scalars['loss']:.4f}" if "loss" in scalars else "-", throughput.eta(frames, config.total_frames))
 
-    if frames >= next_eval:
-      next_eval += config.eval.period_frames
-      run_eval()
+    if not maybe_eval():
+      break
+    if next_save is not None and frames >= next_save:
+      next_save = _next_multiple(frames, config.checkpoint.period_frames)
+      save_checkpoint()
 
-  if last_eval_frames != frames:
+  if not stop() and (not eval_means or eval_means[-1][0] != frames):
     run_eval()
+  save_checkpoint()
+  checkpointer.wait()
   recorder.close()
+  if stop():
+    raise Preempted(stop.signum, frames)
   summary = {"game": game, "variant": config.variant, "seed": config.seed, "frames": frames,
-             "updates": num_updates, "final_eval_return": eval_means[-1][1],
+             "updates": num_updates, "episodes": num_episodes, "final_eval_return": eval_means[-1][1],
              "best_eval_return": max(m for _, m in eval_means), "eval": eval_means,
-             "wall_seconds": time.time() - throughput.start_time, **param_counts(state)}
+             "wall_seconds": wall_before + time.time() - throughput.start_time, **param_counts(state)}
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
   if config.log.learning_curve:

@@ -119,7 +119,8 @@ def test_sqrt_n_normalization_changes_the_count():
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=1, max_size=12))
+# Zero or normal floats: XLA on CPU flushes float32 subnormals to zero, numpy does not.
+@given(st.lists(st.one_of(st.just(0.0), st.floats(1e-6, 100.0)), min_size=1, max_size=12))
 def test_rank_bounds(values):
   sv = jnp.asarray(values + [0.0] * (12 - len(values)), jnp.float32)  # Zeros change neither; one shape, one compile.
   nonzero = int(np.sum(np.asarray(sv) > 0))

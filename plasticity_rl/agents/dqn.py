@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from plasticity_rl import augment as augment_lib
 from plasticity_rl import networks
+from plasticity_rl import regularizers
 
 OPTIMIZERS = ("rmsprop_dqn_zoo", "adam_dopamine")
 
@@ -59,6 +61,8 @@ class DQNAgent:
   num_actions: int
   target_update_period_updates: int
   huber_delta: float = 1.0
+  regularizer: regularizers.Regularizer | None = None  # A weight penalty added to the loss (L2, L2-init).
+  augment: str = "none"  # Learner-batch augmentation (augment.AUGMENTATIONS), e.g. DrQ's "random_shift".
 
   def init(self, rng: jax.Array) -> TrainState:
     init_rng, rng = jax.random.split(rng)
@@ -81,12 +85,21 @@ class DQNAgent:
     td = jax.vmap(double_q_td_error)(q_tm1, batch["action"], batch["reward"], batch["discount"],
                                      q_t_value, q_t_selector)
     loss = jnp.mean(optax.huber_loss(td, delta=self.huber_delta))
-    return loss, {"loss": loss, "q_mean": jnp.mean(q_tm1), "q_max": jnp.max(q_tm1),
-                  "td_abs_mean": jnp.mean(jnp.abs(td))}
+    info = {"loss": loss, "q_mean": jnp.mean(q_tm1), "q_max": jnp.max(q_tm1), "td_abs_mean": jnp.mean(jnp.abs(td))}
+    if self.regularizer is not None:  # info["loss"] stays the TD loss; the gradient is of the sum.
+      coef = self.regularizer.coefficient(self.regularizer.frames(state.num_updates))
+      penalty = self.regularizer.penalty(trainable, state.params, state.init_params)
+      info.update(reg_penalty=penalty, reg_coef=coef)
+      return loss + coef * penalty, info
+    return loss, info
 
   @functools.partial(jax.jit, static_argnums=0)
   def update(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
     """One gradient step on the trainable params, then the periodic hard target copy."""
+    if self.augment != "none":  # Fresh draws every update, from the state's own key.
+      rng, augment_rng = jax.random.split(state.rng)
+      batch = augment_lib.augment_batch(self.augment, augment_rng, batch)
+      state = state.replace(rng=rng)
     grads, info = jax.grad(self.loss, has_aux=True)(state.params["trainable"], state, batch)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params["trainable"])
     params = {**state.params, "trainable": optax.apply_updates(state.params["trainable"], updates)}
@@ -116,6 +129,8 @@ def make_agent(config, num_actions: int, obs_shape: tuple[int, ...] = (84, 84, 4
       obs_shape=obs_shape,
       num_actions=num_actions,
       target_update_period_updates=config.learner.target_update_period_updates,
+      regularizer=regularizers.from_config(config),
+      augment=config.learner.get("augment", "none"),
   )
 
 

@@ -1,0 +1,143 @@
+"""Weight regularizers added to the learner's loss: L2 and L2-init, with λ schedules.
+
+    l2        λ_t ‖θ‖²        over every trainable leaf (kernels, biases, LayerNorm params)
+    l2_init   λ_t ‖θ − θ₀‖²   θ₀ = each trainable layer's own initialization (`reference`)
+
+so the term's gradient is 2 λ_t θ, resp. 2 λ_t (θ − θ₀). λ_t follows a schedule
+in frames (the CS285 report's variants):
+
+    constant     λ
+    incremental  λ · min(frames / ramp_frames, 1): a linear ramp from 0 over ramp_frames
+    periodic     λ for on_frames, then 0 for off_frames, repeating from frame 0
+
+The jitted update knows only its update count, so frames are estimated from it:
+frames ≈ start_frames + num_updates · 4 / replay_ratio, with start_frames =
+replay.learning_starts_frames (the first update). The loop starts updating at the
+first multiple of 4 × num_envs frames at or past that, so the estimate is early by
+less than one loop iteration (4 × num_envs frames).
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from plasticity_rl import networks
+
+KINDS = ("none", "l2", "l2_init")
+SCHEDULES = ("constant", "incremental", "periodic")
+FRAME_SKIP = 4  # Emulator frames per agent step.
+
+Params = networks.Params
+
+
+def coefficient(schedule: str, coef: float, frames, *, ramp_frames: int = 0, on_frames: int = 0,
+                off_frames: int = 0) -> jax.Array:
+  """λ_t at `frames` (a number or a traced scalar) under `schedule`; float32."""
+  frames = jnp.asarray(frames, jnp.float32)
+  if schedule == "constant":
+    return jnp.full((), coef, jnp.float32)
+  if schedule == "incremental":
+    return coef * jnp.clip(frames / ramp_frames, 0.0, 1.0)
+  if schedule == "periodic":
+    on = jnp.mod(frames, on_frames + off_frames) < on_frames
+    return jnp.where(on, coef, 0.0).astype(jnp.float32)
+  raise ValueError(f"unknown regularizer schedule {schedule!r}; allowed: {SCHEDULES}")
+
+
+def reference(params: Params, init_params: Params) -> Params:
+  """θ₀ for every leaf of params["trainable"] (same structure): its layer's own initialization.
+
+  Main-path layers of an injected suffix were re-initialized at the latest injection:
+  their θ₀ is that fresh init, kept frozen as params["frozen"]["minus"][-1]. Every
+  other trainable layer's θ₀ is `init_params` (TrainState.init_params) at the same path.
+  """
+  injected = params["frozen"]["minus"][-1] if params["frozen"]["minus"] else {}
+  out = {}
+  for part, layers in params["trainable"].items():
+    out[part] = {}
+    for name, layer in layers.items():
+      ref = injected[name] if name in injected else init_params["trainable"].get(part, {}).get(name)
+      if ref is None or jax.tree.structure(ref) != jax.tree.structure(layer) or any(
+          r.shape != p.shape for r, p in zip(jax.tree.leaves(ref), jax.tree.leaves(layer))):
+        raise ValueError(f"l2_init: no initialization with the shapes of trainable layer {part}/{name}")
+      out[part][name] = ref
+  return out
+
+
+def penalty(trainable: Params, ref: Params | None = None) -> jax.Array:
+  """‖θ − ref‖² summed over all leaves (ref None: ‖θ‖²)."""
+  diffs = jax.tree.leaves(trainable) if ref is None else [
+      p - r for p, r in zip(jax.tree.leaves(trainable), jax.tree.leaves(ref), strict=True)]
+  return sum(jnp.sum(jnp.square(d.astype(jnp.float32))) for d in diffs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularizer:
+  """A loss term λ_t · penalty; hashable (a static field of the jitted DQNAgent)."""
+
+  kind: str  # "l2" or "l2_init".
+  coef: float
+  schedule: str = "constant"
+  ramp_frames: int = 0
+  on_frames: int = 0
+  off_frames: int = 0
+  start_frames: int = 0  # Frames at the first update (replay.learning_starts_frames).
+  frames_per_update: float = 16.0  # 4 / replay_ratio.
+
+  def frames(self, num_updates: jax.Array) -> jax.Array:
+    """The frame count estimated from the update count (module docstring)."""
+    return self.start_frames + jnp.asarray(num_updates, jnp.float32) * self.frames_per_update
+
+  def coefficient(self, frames) -> jax.Array:
+    return coefficient(self.schedule, self.coef, frames, ramp_frames=self.ramp_frames, on_frames=self.on_frames,
+                       off_frames=self.off_frames)
+
+  def penalty(self, trainable: Params, params: Params, init_params: Params) -> jax.Array:
+    """The unscaled term for `trainable` (θ) of the tree `params` (for the injected branches' θ₀)."""
+    if self.kind == "l2":
+      return penalty(trainable)
+    if self.kind == "l2_init":
+      return penalty(trainable, reference(params, init_params))
+    raise ValueError(f"unknown regularizer kind {self.kind!r}; allowed: {KINDS}")
+
+
+def regularizer_config() -> ml_collections.ConfigDict:
+  """Fields of config.regularizer, defaults off."""
+  c = ml_collections.ConfigDict()
+  c.kind = "none"  # "none", "l2" (λ‖θ‖²) or "l2_init" (λ‖θ − θ₀‖²).
+  c.coef = 1e-5  # λ. Unverified against the papers: tune per setting.
+  c.schedule = "constant"  # "constant", "incremental" (ramp over ramp_frames) or "periodic" (on/off).
+  c.ramp_frames = 10_000_000  # incremental: frames for λ to ramp from 0 to coef.
+  c.on_frames = 10_000_000  # periodic: frames with λ = coef …
+  c.off_frames = 10_000_000  # … then frames with λ = 0, repeating.
+  return c
+
+
+def validate(config) -> None:
+  """ValueError naming the field when config.regularizer cannot work."""
+  c = config.regularizer
+  if c.kind not in KINDS:
+    raise ValueError(f"regularizer.kind: unknown {c.kind!r}; allowed: {list(KINDS)}")
+  if c.schedule not in SCHEDULES:
+    raise ValueError(f"regularizer.schedule: unknown {c.schedule!r}; allowed: {list(SCHEDULES)}")
+  if c.coef < 0:
+    raise ValueError(f"regularizer.coef: must be ≥ 0, got {c.coef!r}")
+  if c.kind != "none" and c.schedule == "incremental" and not c.ramp_frames > 0:
+    raise ValueError(f"regularizer.ramp_frames: must be > 0 for the incremental schedule, got {c.ramp_frames!r}")
+  if c.kind != "none" and c.schedule == "periodic" and not (c.on_frames > 0 and c.off_frames >= 0):
+    raise ValueError(f"regularizer.on_frames/off_frames: the periodic schedule needs on_frames > 0 and "
+                     f"off_frames ≥ 0, got {c.on_frames!r}/{c.off_frames!r}")
+
+
+def from_config(config) -> Regularizer | None:
+  """config.regularizer (with replay.learning_starts_frames, learner.replay_ratio) -> Regularizer; None when off."""
+  if "regularizer" not in config or config.regularizer.kind == "none":
+    return None
+  validate(config)
+  c = config.regularizer
+  return Regularizer(kind=c.kind, coef=float(c.coef), schedule=c.schedule, ramp_frames=int(c.ramp_frames),
+                     on_frames=int(c.on_frames), off_frames=int(c.off_frames),
+                     start_frames=int(config.replay.learning_starts_frames),
+                     frames_per_update=FRAME_SKIP / float(config.learner.replay_ratio))

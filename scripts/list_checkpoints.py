@@ -1,0 +1,80 @@
+"""Lists a run's checkpoints: step, frames, size, structure, replay, and whether each is readable.
+
+Usage: python scripts/list_checkpoints.py WORKDIR [--quick]
+
+WORKDIR may also be its checkpoints/ directory. Every checkpoint is read back
+in full (the replay too, unless --quick), so "ok" means a resume could use it.
+Exit status 1 if any checkpoint is unreadable.
+"""
+
+import argparse
+import os
+import sys
+
+from plasticity_rl import checkpoint
+
+
+def _size(path: str) -> int:
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def _human(n: float) -> str:
+  for unit in ("B", "KB", "MB", "GB"):
+    if n < 1024 or unit == "GB":
+      return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    n /= 1024
+  return ""
+
+
+def rows(directory: str, quick: bool = False) -> list[dict]:
+  """One dict per checkpoint (oldest first); "status" is "ok" or "unreadable: …"."""
+  checkpointer = checkpoint.Checkpointer(directory, read_only=True)
+  out = []
+  for step in checkpointer.steps():
+    row = {"step": step, "size": _size(checkpointer.step_path(step))}
+    try:
+      restored = checkpointer.restore_step(step, with_replay=not quick)
+      row.update(checkpoint.summarize(restored.meta), status="ok")
+    except Exception as e:  # pylint: disable=broad-except
+      row["status"] = f"unreadable: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+      try:
+        row.update(checkpoint.summarize(checkpointer.read_meta(step)))
+      except Exception:  # pylint: disable=broad-except
+        pass
+    out.append(row)
+  checkpointer.close()
+  return out
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("workdir")
+  parser.add_argument("--quick", action="store_true", help="Do not read the replay arrays back.")
+  args = parser.parse_args()
+  checkpoint.quiet_orbax_logs()
+  directory = os.path.join(args.workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    directory = args.workdir
+  try:
+    table = rows(directory, args.quick)
+  except checkpoint.CheckpointError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  if not table:
+    print(f"no checkpoints in {directory}")
+    return
+  print(f"{directory}:")
+  print(f"{'step':>12} {'frames':>13} {'updates':>11} {'size':>9} {'branches':>8} {'trainable':>11} "
+        f"{'frozen':>11} {'replay':>6}  status")
+  fmt = lambda v: "?" if v is None else f"{v:,}"
+  for r in table:
+    replay = "?" if "replay" not in r else ("yes" if r["replay"] else "no")
+    print(f"{r['step']:>12,} {fmt(r.get('frames')):>13} {fmt(r.get('updates')):>11} {_human(r['size']):>9} "
+          f"{fmt(r.get('branches')):>8} {fmt(r.get('params_trainable')):>11} {fmt(r.get('params_frozen')):>11} "
+          f"{replay:>6}  {r['status']}")
+  if any(r["status"] != "ok" for r in table):
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  main()
