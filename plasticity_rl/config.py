@@ -15,10 +15,12 @@ from plasticity_rl.agents import dqn
 from plasticity_rl.envs import atari
 from plasticity_rl import augment
 from plasticity_rl import checkpoint
+from plasticity_rl import metrics
 from plasticity_rl import networks
 from plasticity_rl import regularizers
 from plasticity_rl import remedies
 from plasticity_rl import surgery
+from plasticity_rl import triggers
 
 
 class ConfigError(ValueError):
@@ -57,6 +59,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.learner.replay_ratio = 0.25  # Gradient updates per agent step (1 update every 4 steps).
   c.learner.target_update_period_updates = 7_500  # 30k agent steps at replay ratio 0.25.
   c.learner.reward_clip = 1.0  # Learner rewards clipped to ±this; 0 disables clipping.
+  # Huber loss δ (the TD-error gradient is clipped to ±δ). DQN Zoo's grad_error_bound is 1/32 (with its
+  # RMSProp preset); Dopamine's Adam preset uses the standard Huber loss, δ = 1.
+  c.learner.huber_delta = 1 / 32
+  c.learner.adaptive_replay_ratio = triggers.adaptive_replay_ratio_config()  # Ma et al. 2023; off by default.
   c.learner.augment = "none"  # Learner-batch augmentation: "none" or "random_shift" (DrQ: pad 4, random crop).
 
   c.exploration = ml_collections.ConfigDict()
@@ -77,6 +83,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.injection.hidden = ()  # Growth: units of the fresh branch's hidden layers, one per injection; () keeps widths.
   c.injection.reset_optimizer = False  # Re-init the optimizer statistics of the injected slot.
   c.injection.freeze_encoder = False  # Ablation: also freeze every layer before the branch.
+  c.injection.trigger = triggers.trigger_config()  # Inject when a plasticity metric crosses a threshold; off.
+
+  c.metrics = metrics.metrics_config()  # Plasticity metrics on a replay probe batch (metrics.py, docs/metrics.md).
 
   c.reset = remedies.reset_config()  # Resets of the last layers (remedies.py); off by default.
   c.redo = remedies.redo_config()  # ReDo: recycling dormant units; off by default.
@@ -120,6 +129,7 @@ def apply_scale(config: ml_collections.ConfigDict, scale: str | None) -> ml_coll
     config.replay.learning_starts_frames = 20_000
     config.learner.optimizer = "adam_dopamine"
     config.learner.learning_rate = 2.5e-4
+    config.learner.huber_delta = 1.0  # Dopamine's Huber loss, with its Adam preset.
     config.learner.replay_ratio = 0.125
     config.learner.target_update_period_updates = 500
     config.exploration.decay_frames = 150_000
@@ -131,6 +141,7 @@ def apply_scale(config: ml_collections.ConfigDict, scale: str | None) -> ml_coll
     config.eval.max_episode_frames = 27_000
     config.log.period_frames = 20_000
     config.checkpoint.period_frames = 100_000
+    config.metrics.period_frames = 20_000
     return config
   if scale == "smoke":
     config.game = "Pong"
@@ -149,6 +160,8 @@ def apply_scale(config: ml_collections.ConfigDict, scale: str | None) -> ml_coll
     config.eval.max_episode_frames = 400
     config.log.period_frames = 1_000
     config.checkpoint.period_frames = 1_000
+    config.metrics.period_frames = 1_000
+    config.metrics.probe_size = 32
     return config
   raise ValueError(f"unknown scale {scale!r}; allowed: {SCALES}")
 
@@ -224,6 +237,21 @@ def validate(c: ml_collections.ConfigDict) -> None:
       check(c)
     except ValueError as e:
       raise ConfigError(f"config.{e}") from None
+  if not c.learner.huber_delta > 0:
+    _fail("learner.huber_delta", f"must be > 0, got {c.learner.huber_delta!r}")
+  try:  # Their messages start with "config.<field>".
+    metrics.validate_metrics(c)
+    triggers.validate_adaptive_replay_ratio(c)
+    adaptive = c.learner.adaptive_replay_ratio
+    names = None
+    if c.injection.trigger.metric or adaptive.enabled:  # The names need a traced (never run) metrics call.
+      names = metrics.metric_names(dqn.make_agent(c, num_actions=2))
+    triggers.validate_trigger(c, names)
+    if adaptive.enabled and adaptive.metric not in names:
+      raise ValueError(f"config.learner.adaptive_replay_ratio.metric: unknown metric {adaptive.metric!r}; "
+                       f"known: {sorted(names)}")
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   if c.replay.learning_starts_frames >= c.total_frames:
     _fail("replay.learning_starts_frames", f"must be < total_frames ({c.total_frames}): no update would run")
   if c.checkpoint.period_frames < 0:

@@ -7,6 +7,7 @@ returns a flat dict of float32 scalars with stable names (docs/metrics.md):
     dormant_<τ>/<group>/<layer>   τ-dormant fraction of a hidden layer (ReDo), τ ∈ taus
     dormant_<τ>                   dormant units / units over the main path's hidden layers
     fau/<group>/<layer>           fraction of active units (activation > 0)
+    fau                           active units / units over the main path's hidden layers
     srank, feature_rank, feature_rank_sqrt_n, effective_rank
                                   of the penultimate features Φ (last hidden layer, main path)
     <rank metric>/<branch>        the same for an injected branch's penultimate features
@@ -231,8 +232,12 @@ def _metrics(agent: dqn.DQNAgent, state: dqn.TrainState, probe_batch: Mapping[st
       if key in main_hidden:
         dead, units = dead + jnp.sum(mask.astype(jnp.float32)), units + mask.shape[0]
     out[f"dormant_{tau:g}"] = dead / units
+  active, units = 0.0, 0
   for key, a in sorted(hidden.items()):
     out[f"fau/{key}"] = fraction_active(a)
+    if key in main_hidden:
+      active, units = active + out[f"fau/{key}"] * a.shape[-1], units + a.shape[-1]
+  out["fau"] = active / units
 
   # Ranks of the penultimate features: main path, each branch that has that layer, all of them side by side.
   penultimate = network.layer_names[-2]

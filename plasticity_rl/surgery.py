@@ -155,15 +155,15 @@ def injection_plan(config, network: networks.QNetwork) -> InjectionPlan:
                        bool(c.reset_optimizer), bool(c.freeze_encoder))
 
 
+def injection(agent: dqn.DQNAgent, plan: InjectionPlan, hidden: int | None = None) -> interventions.Intervention:
+  """The intervention that injects what `plan` targets (a `hidden`-unit head when given)."""
+  return lambda state, rng, batch: inject(
+      state, rng, network=agent.network, optimizer=agent.optimizer, obs_shape=agent.obs_shape,
+      layers=plan.layers, hidden=hidden, reset_optimizer=plan.reset_optimizer, freeze_encoder=plan.freeze_encoder)
+
+
 @interventions.register("injection")
 def build_injection(config, agent: dqn.DQNAgent):
   plan = injection_plan(config, agent.network)
-
-  def make(hidden: int | None) -> interventions.Intervention:
-    return lambda state, rng, batch: inject(
-        state, rng, network=agent.network, optimizer=agent.optimizer, obs_shape=agent.obs_shape,
-        layers=plan.layers, hidden=hidden, reset_optimizer=plan.reset_optimizer,
-        freeze_encoder=plan.freeze_encoder)
-
-  return [(f, make(h)) for f, h in zip(plan.frames, plan.hidden)]
+  return [(f, injection(agent, plan, h)) for f, h in zip(plan.frames, plan.hidden)]
 

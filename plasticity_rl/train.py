@@ -4,6 +4,9 @@
     every 1/replay_ratio agent steps (after warm-up): sample -> update (jitted)
     at scheduled frames: interventions (injection, …), logged as events
     every log period: scalars + a progress line; every eval period: evaluation
+    every metrics period (after warm-up): plasticity metrics on a replay probe batch,
+      which may trigger an injection (config.injection.trigger) or raise the
+      replay ratio (config.learner.adaptive_replay_ratio)
     every checkpoint period, at the end and on SIGTERM/SIGINT: a checkpoint
 
 One loop iteration steps all `num_envs` envs once: num_envs agent steps,
@@ -31,11 +34,13 @@ import numpy as np
 
 from plasticity_rl import checkpoint as checkpoint_lib
 from plasticity_rl import interventions
+from plasticity_rl import metrics as metrics_lib
 from plasticity_rl import networks
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import replay as replay_lib
 from plasticity_rl import remedies  # noqa: F401  (registers reset, redo, shrink_perturb)
-from plasticity_rl import surgery  # noqa: F401  (registers the injection intervention)
+from plasticity_rl import surgery
+from plasticity_rl import triggers
 from plasticity_rl.agents import dqn
 from plasticity_rl.analysis import learning_curve
 from plasticity_rl.envs import atari
@@ -214,6 +219,10 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
   replay = replay_lib.ReplayBuffer(config.replay.capacity, num_envs, n_step=config.replay.n_step,
                                    gamma=config.learner.gamma, seed=config.seed)
   schedule = interventions.make_schedule(config, agent)
+  trigger = triggers.init_trigger(config.injection.trigger)
+  adaptive = config.learner.adaptive_replay_ratio
+  replay_ratio_state = triggers.init_replay_ratio(adaptive) if adaptive.enabled else None
+  next_metrics = config.metrics.period_frames or None
   frames, updates_due, num_updates, num_episodes = 0, 0.0, 0, 0
   info_sum, info_count = None, 0
   recent_returns: list[float] = []
@@ -238,10 +247,15 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
     eval_means = [(int(f), float(r)) for f, r in loop["eval_means"]]
     if loop["info_sum"] is not None:
       info_sum = {k: jnp.asarray(v, jnp.float32) for k, v in loop["info_sum"].items()}
-    next_log, next_eval = loop["next_log"], loop["next_eval"]
-    if resumed is None:  # Reincarnated: this config's periods.
+    next_log, next_eval, next_metrics = loop["next_log"], loop["next_eval"], loop.get("next_metrics")
+    if resumed is not None:
+      trigger = triggers.from_dict(loop["trigger"]) if loop.get("trigger") else trigger
+      if loop.get("replay_ratio_state"):
+        replay_ratio_state = triggers.replay_ratio_from_dict(loop["replay_ratio_state"])
+    else:  # Reincarnated: this config's periods.
       next_log, next_eval = _next_multiple(frames, config.log.period_frames), _next_multiple(
           frames, config.eval.period_frames)
+      next_metrics = _next_multiple(frames, config.metrics.period_frames) if config.metrics.period_frames else None
     schedule.skip_until(frames)
   # Updates start once the replay holds learning_starts_frames of data (again, after a resume without it).
   learning_starts = config.replay.learning_starts_frames + (frames if len(replay) == 0 else 0)
@@ -272,7 +286,9 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
     start = time.time()
     loop = {"frames": frames, "updates": num_updates, "episodes": num_episodes, "updates_due": updates_due,
             "next_log": next_log, "next_eval": next_eval, "recent_returns": recent_returns,
-            "eval_means": eval_means, "info_count": info_count,
+            "eval_means": eval_means, "info_count": info_count, "next_metrics": next_metrics,
+            "trigger": triggers.to_dict(trigger),
+            "replay_ratio_state": replay_ratio_state and triggers.replay_ratio_to_dict(replay_ratio_state),
             "info_sum": None if info_sum is None else {k: float(v) for k, v in jax.device_get(info_sum).items()},
             "wall_seconds": wall_before + time.time() - throughput.start_time}
     checkpointer.save(frames, state=state, keys={"act": act_rng, "eval": eval_rng, "surgery": surgery_rng},
@@ -304,6 +320,37 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
       next_eval += config.eval.period_frames
     return True
 
+  def apply_intervention(name: str, intervention: interventions.Intervention, **extra) -> None:
+    nonlocal state, surgery_rng
+    surgery_rng, rng = jax.random.split(surgery_rng)
+    batch = replay.sample(config.learner.batch_size) if frames >= learning_starts else None
+    probe = batch["obs"] if batch is not None else obs
+    before = state
+    state = intervention(state, rng, batch)
+    event = {"name": name, **extra, **param_counts(state),
+             "max_abs_dq": probe_q_change(agent, before.params, state.params, probe),
+             "max_abs_dq_target": probe_q_change(agent, before.target_params, state.target_params, probe)}
+    recorder.write(frames, "event", event)
+    logging.info("%s @ %s frames: %s", name, f"{frames:,}", event)
+
+  def measure_plasticity() -> None:
+    nonlocal trigger, replay_ratio_state
+    row = metrics_lib.to_host(metrics_lib.plasticity_metrics(
+        agent, state, replay.sample(config.metrics.probe_size), state.init_params))
+    recorder.write(frames, "plasticity", row)
+    trigger, fire = triggers.update_trigger(trigger, frames, row.get(trigger.spec.metric))
+    if fire:
+      apply_intervention("injection", surgery.injection(agent, surgery.injection_plan(config, agent.network)),
+                         trigger=trigger.spec.metric, trigger_mean=trigger.last_mean)
+    if replay_ratio_state is not None:
+      replay_ratio_state, switched = triggers.update_replay_ratio(replay_ratio_state, frames,
+                                                                  row.get(adaptive.metric))
+      if switched:
+        recorder.write(frames, "event", {"name": "replay_ratio", "replay_ratio": replay_ratio_state.high,
+                                         "metric": adaptive.metric, "window": list(replay_ratio_state.values)})
+        logging.info("replay ratio %g -> %g @ %s frames (%s settled)", replay_ratio_state.low,
+                     replay_ratio_state.high, f"{frames:,}", adaptive.metric)
+
   maybe_eval()  # Only an evaluation a stopped run left due.
   while frames < config.total_frames and not stop():
     obs = stacker.push(step.frame, step.first)
@@ -324,7 +371,8 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
       num_episodes += 1
 
     if frames >= learning_starts:
-      updates_due += num_envs * config.learner.replay_ratio
+      replay_ratio = config.learner.replay_ratio if replay_ratio_state is None else replay_ratio_state.replay_ratio
+      updates_due += num_envs * replay_ratio
       while updates_due >= 1.0:
         state, info = agent.update(state, replay.sample(config.learner.batch_size))
         info_sum = info if info_sum is None else _accumulate(info_sum, info)
@@ -333,20 +381,18 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
         updates_due -= 1.0
 
     for scheduled in schedule.due(frames):
-      surgery_rng, rng = jax.random.split(surgery_rng)
-      batch = replay.sample(config.learner.batch_size) if frames >= learning_starts else None
-      probe = batch["obs"] if batch is not None else obs
-      before = state
-      state = scheduled.apply(state, rng, batch)
-      event = {"name": scheduled.name, **param_counts(state),
-               "max_abs_dq": probe_q_change(agent, before.params, state.params, probe),
-               "max_abs_dq_target": probe_q_change(agent, before.target_params, state.target_params, probe)}
-      recorder.write(frames, "event", event)
-      logging.info("%s @ %s frames: %s", scheduled.name, f"{frames:,}", event)
+      apply_intervention(scheduled.name, scheduled.apply)
+
+    if next_metrics is not None and frames >= next_metrics:
+      next_metrics = _next_multiple(frames, config.metrics.period_frames)
+      if frames >= learning_starts:
+        measure_plasticity()
 
     if frames >= next_log:
       next_log += config.log.period_frames
       scalars = {**throughput.tick(frames, num_updates), "epsilon": epsilon, "updates": num_updates,
+                 "replay_ratio": config.learner.replay_ratio if replay_ratio_state is None
+                 else replay_ratio_state.replay_ratio,
                  **param_counts(state)}
       if info_count:
         scalars.update({k: float(v) / info_count for k, v in jax.device_get(info_sum).items()})

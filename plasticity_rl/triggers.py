@@ -142,3 +142,80 @@ def validate_trigger(config, known_metrics: Iterable[str] | None = None) -> None
   if "metrics" in config and not config.metrics.period_frames > 0:
     raise ValueError(f"{field('metric')}: a trigger needs metrics: config.metrics.period_frames must be > 0, "
                      f"got {config.metrics.period_frames!r}")
+
+
+# -- adaptive replay ratio (Ma et al. 2023) -----------------------------------------------------------------------
+
+
+def adaptive_replay_ratio_config() -> ml_collections.ConfigDict:
+  """config.learner.adaptive_replay_ratio: learn at a low replay ratio until the critic's FAU settles.
+
+  Ma et al. 2023 ("Revisiting plasticity in visual RL") start at a low replay ratio,
+  where plasticity is preserved early on, and raise it once the fraction of active
+  units stops changing. Here: once the last `window` values of `metric` (one per
+  metrics call) span at most `tolerance` (max − min), learner.replay_ratio becomes
+  `high` for the rest of the run; before that it is `low`.
+  """
+  c = ml_collections.ConfigDict()
+  c.enabled = False
+  c.metric = "fau"  # The FAU over the Q-network's hidden layers (a plasticity_metrics name).
+  c.low = 0.0625  # Replay ratio until the switch (updates per agent step).
+  c.high = 0.25  # Replay ratio after it.
+  c.window = 5  # Metric calls the FAU must stay within `tolerance` over.
+  c.tolerance = 0.01  # max − min of the window, in FAU units.
+  return c
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayRatioState:
+  low: float
+  high: float
+  window: int
+  tolerance: float
+  values: tuple[float, ...] = ()
+  switched_frames: int | None = None  # When the ratio went up; None: still low.
+
+  @property
+  def replay_ratio(self) -> float:
+    return self.low if self.switched_frames is None else self.high
+
+
+def init_replay_ratio(c) -> ReplayRatioState:
+  return ReplayRatioState(low=float(c.low), high=float(c.high), window=int(c.window), tolerance=float(c.tolerance))
+
+
+def update_replay_ratio(state: ReplayRatioState, frames: int, value: float | None
+                        ) -> tuple[ReplayRatioState, bool]:
+  """Adds one metric value; returns (new state, switched now). Non-finite values are skipped."""
+  if state.switched_frames is not None or value is None or not math.isfinite(float(value)):
+    return state, False
+  values = (state.values + (float(value),))[-state.window:]
+  settled = len(values) == state.window and max(values) - min(values) <= state.tolerance
+  return dataclasses.replace(state, values=values, switched_frames=int(frames) if settled else None), settled
+
+
+def replay_ratio_to_dict(state: ReplayRatioState) -> dict:
+  return dataclasses.asdict(state)
+
+
+def replay_ratio_from_dict(d: dict) -> ReplayRatioState:
+  return ReplayRatioState(**{**d, "values": tuple(d["values"])})
+
+
+def validate_adaptive_replay_ratio(config) -> None:
+  """ValueError naming the field when config.learner.adaptive_replay_ratio cannot work."""
+  c = config.learner.adaptive_replay_ratio
+  field = lambda name: f"config.learner.adaptive_replay_ratio.{name}"
+  if not c.enabled:
+    return
+  if not c.low > 0:
+    raise ValueError(f"{field('low')}: must be > 0, got {c.low!r}")
+  if not c.high >= c.low:
+    raise ValueError(f"{field('high')}: must be ≥ low ({c.low!r}), got {c.high!r}")
+  if isinstance(c.window, bool) or not isinstance(c.window, int) or c.window < 2:
+    raise ValueError(f"{field('window')}: must be an integer ≥ 2, got {c.window!r}")
+  if not c.tolerance >= 0:
+    raise ValueError(f"{field('tolerance')}: must be ≥ 0, got {c.tolerance!r}")
+  if not config.metrics.period_frames > 0:
+    raise ValueError(f"{field('enabled')}: needs metrics: config.metrics.period_frames must be > 0, "
+                     f"got {config.metrics.period_frames!r}")

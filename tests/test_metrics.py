@@ -187,7 +187,7 @@ def test_plain_network_keys_are_documented_and_finite():
   assert all(math.isfinite(v) for v in out.values())
   expected = {"srank", "feature_rank", "feature_rank_sqrt_n", "effective_rank", "grad_norm", "loss", "q_mean",
               "q_max", "td_abs_mean", "td_abs_max", "param_norm", "distance_from_init",
-              "dormant_0", "dormant_0.025", "dormant_0.1"}
+              "dormant_0", "dormant_0.025", "dormant_0.1", "fau"}
   for name in ("encoder/conv_0", "encoder/conv_1", "encoder/conv_2", "head/dense_0"):
     expected |= {f"dormant_0/{name}", f"dormant_0.025/{name}", f"dormant_0.1/{name}", f"fau/{name}"}
   for name in ("encoder/conv_0", "encoder/conv_1", "encoder/conv_2", "head/dense_0", "head/dense_1"):

@@ -89,6 +89,44 @@ def test_smoke_run_metrics(smoke_run):
 
 
 @pytest.mark.slow
+def test_smoke_run_logs_plasticity_metrics(smoke_run):
+  config, workdir, _, _ = smoke_run
+  rows = [r for r in recorder_lib.read_metrics(workdir) if r["kind"] == "plasticity"]
+  period, start = config.metrics.period_frames, config.replay.learning_starts_frames
+  step = 4 * config.env.num_envs  # Calls land on the first loop step at or after each multiple of the period.
+  expected = range(-(-start // period) * period, config.total_frames + 1, period)
+  assert len(rows) == len(expected) and all(0 <= r["frames"] - f < step for r, f in zip(rows, expected))
+  for r in rows:
+    assert 0 <= r["dormant_0.1/head/dense_0"] <= 1 and 0 <= r["fau"] <= 1
+    assert 1 <= r["srank"] <= config.network.hidden * config.network.width
+    assert math.isfinite(r["grad_norm"]) and r["distance_from_init"] > 0
+
+
+@pytest.mark.slow
+def test_metric_trigger_injects_and_adaptive_replay_ratio_switches(tmp_path):
+  """A trigger that always holds fires `max_count` times; a settled FAU raises the replay ratio once."""
+  config = _smoke_config()
+  config.injection.trigger.update(metric="dormant_0", threshold=-1.0, window=2, min_gap_frames=0, max_count=2)
+  config.learner.adaptive_replay_ratio.update(enabled=True, low=0.0625, high=0.25, window=2, tolerance=1.0)
+  config_lib.validate(config)
+  workdir = str(tmp_path / "run")
+  main_lib.prepare_workdir(workdir, config)
+  train.train(config, workdir)
+  rows = recorder_lib.read_metrics(workdir)
+  measured = [r["frames"] for r in rows if r["kind"] == "plasticity"]
+  injections = [r for r in rows if r["kind"] == "event" and r["name"] == "injection"]
+  # Window 2: the first firing needs two metric calls, the second two more.
+  assert [r["frames"] for r in injections] == [measured[1], measured[3]]
+  assert all(r["trigger"] == "dormant_0" and r["max_abs_dq"] <= 1e-5 for r in injections)
+  assert injections[-1]["params_frozen"] == 2 * injections[0]["params_frozen"] > 0
+  switches = [r for r in rows if r["kind"] == "event" and r["name"] == "replay_ratio"]
+  assert [r["frames"] for r in switches] == [measured[1]]
+  ratios = {r["frames"]: r["replay_ratio"] for r in rows if r["kind"] == "train"}
+  assert {ratios[f] for f in ratios if f < measured[1]} == {0.0625}
+  assert {ratios[f] for f in ratios if f > measured[1]} == {0.25}
+
+
+@pytest.mark.slow
 def test_smoke_run_eval_csv(smoke_run):
   config, workdir, _, _ = smoke_run
   with open(os.path.join(workdir, "eval.csv"), newline="") as f:

@@ -132,3 +132,41 @@ def test_validate_checks_the_metric_name_and_that_metrics_run():
   c.metrics.period_frames = 0
   with pytest.raises(ValueError, match="metrics.period_frames"):
     triggers.validate_trigger(c)
+
+
+# -- adaptive replay ratio ---------------------------------------------------------------------------------------
+
+
+def replay_ratios(values, window=3, tolerance=0.01):
+  state = triggers.ReplayRatioState(low=0.0625, high=0.25, window=window, tolerance=tolerance)
+  out = []
+  for i, value in enumerate(values):
+    state, _ = triggers.update_replay_ratio(state, i * PERIOD, value)
+    out.append(state.replay_ratio)
+  return out, state
+
+
+def test_replay_ratio_rises_once_the_metric_settles():
+  ratios, state = replay_ratios([0.9, 0.7, 0.5, 0.45, 0.445, 0.442, 0.9, 0.1])
+  assert ratios == [0.0625] * 5 + [0.25] * 3  # The window (0.45, 0.445, 0.442) spans ≤ 0.01 at call 5.
+  assert state.switched_frames == 5 * PERIOD
+
+
+def test_replay_ratio_stays_low_while_the_metric_moves_and_skips_nan():
+  ratios, state = replay_ratios([0.5, 0.5, math.nan, 0.6, 0.5, 0.6, 0.5])
+  assert set(ratios) == {0.0625} and state.switched_frames is None
+
+
+def test_replay_ratio_state_round_trips_through_json():
+  _, state = replay_ratios([0.5, 0.5])
+  assert triggers.replay_ratio_from_dict(json.loads(json.dumps(triggers.replay_ratio_to_dict(state)))) == state
+
+
+@pytest.mark.parametrize("field, value", [("low", 0.0), ("high", 0.01), ("window", 1), ("tolerance", -1.0)])
+def test_adaptive_replay_ratio_validation_names_the_field(field, value):
+  config = ml_collections.ConfigDict({"metrics": {"period_frames": 1000},
+                                      "learner": {"adaptive_replay_ratio": triggers.adaptive_replay_ratio_config()}})
+  config.learner.adaptive_replay_ratio.enabled = True
+  config.learner.adaptive_replay_ratio[field] = value
+  with pytest.raises(ValueError, match=f"adaptive_replay_ratio.{field}"):
+    triggers.validate_adaptive_replay_ratio(config)
