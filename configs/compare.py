@@ -1,64 +1,62 @@
-"""Plasticity interventions side by side, paper scale (200M frames, Double DQN); `:arg` picks one.
+"""One run of a plasticity intervention, by its sweep variant name; `:arg` = NAME[,SCALE].
 
-  --config=configs/compare.py:baseline           Double DQN, no intervention
-  --config=configs/compare.py:inject             plasticity injection of the head at 50M frames
-  --config=configs/compare.py:reset              reset of the head (online and target) at 50M frames
-  --config=configs/compare.py:redo               ReDo: τ = 0.1, every 1,000 updates (16k frames) once learning starts
-  --config=configs/compare.py:shrink_perturb     θ ← 0.8θ + 0.2θ_fresh at 50M frames
-  --config=configs/compare.py:l2                 λ‖θ‖², λ = 1e-5, constant
-  --config=configs/compare.py:l2_incremental     λ ramps from 0 over the first 50M frames
-  --config=configs/compare.py:l2_periodic        λ on for 10M frames, off for 10M, repeating
-  --config=configs/compare.py:l2_init            λ‖θ − θ₀‖², λ = 1e-5, constant
-  --config=configs/compare.py:layer_norm         LayerNorm after every hidden layer
-  --config=configs/compare.py:leaky_relu         LeakyReLU (slope 0.01)
-  --config=configs/compare.py:crelu              CReLU, hidden layers at half width (same representation width)
-  --config=configs/compare.py:drq                DrQ random shift (pad 4) of learner batches
-Any of them combines with a scale (config.SCALES) via `,`, e.g. `redo,cpu`: the one-off
-interventions and schedules sit at the same fractions of the shorter run (ReDo's period is
-1,000 updates, at most a quarter of the run). Coefficients are unverified against the papers:
-they are config fields (docs/interventions.md).
+  --config=configs/compare.py:baseline          Double DQN, no intervention
+  --config=configs/compare.py:inject            injection of the head at a quarter of the run (50M of 200M)
+  --config=configs/compare.py:reset             reset of the head (online and target) there
+  --config=configs/compare.py:shrink_perturb    θ ← 0.8θ + 0.2θ_fresh there
+  --config=configs/compare.py:redo              ReDo, τ = 0.1, every 1,000 updates
+  --config=configs/compare.py:l2 | l2_init | l2_incremental | l2_periodic
+  --config=configs/compare.py:layer_norm | leaky_relu | crelu | drq | adaptive_rr
+and any other name of configs/variants.py (e.g. inject@25M+75M, grow@2k+3k).
+
+The overrides are configs/variants.py's, so a single run and a sweep of the same
+name are the same experiment. With a scale (config.SCALES), e.g. `redo,cpu`, the
+one-off interventions move to a quarter of the shorter run, ReDo's period stays
+1,000 updates (at most a quarter of the run), and L2 schedules shrink in proportion.
+To run them all side by side through the launcher:
+
+  python scripts/launch_sweep.py --config=configs/dqn.py --games=atari5 --seeds=0,1,2 \
+      --variants=baseline,inject@50M,reset@50M,shrink_perturb@50M,redo,l2,l2_init,layer_norm,crelu,drq,adaptive_rr
 """
+
+import importlib.util
+import os
 
 from plasticity_rl import config as config_lib
 
-VARIANTS = ("baseline", "inject", "reset", "redo", "shrink_perturb", "l2", "l2_incremental", "l2_periodic",
-            "l2_init", "layer_norm", "leaky_relu", "crelu", "drq")
+_spec = importlib.util.spec_from_file_location("plasticity_rl_configs_variants",
+                                               os.path.join(os.path.dirname(__file__), "variants.py"))
+variants = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(variants)
+
+PAPER_FRAMES = 200_000_000
+AT_A_QUARTER = ("inject", "reset", "shrink_perturb")  # Shorthands: name@(total_frames / 4).
 REDO_PERIOD_UPDATES = 1_000  # Sokar et al. 2023 (per reimplementations); dopamine's code default differs.
 
 
-def get_config(arg: str | None = None):
-  variant, _, scale = (arg or "baseline").partition(",")
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown compare variant {variant!r}; allowed: {VARIANTS}")
-  config = config_lib.apply_scale(config_lib.base_config(), scale or None)
-  at = lambda fraction: max(1_000, int(config.total_frames * fraction) // 1_000 * 1_000)
-  config.variant = variant
-  if variant == "inject":
-    config.injection.frames = (at(0.25),)
-  elif variant == "reset":
-    config.reset.frames = (at(0.25),)
-    config.reset.target = "head"
-  elif variant == "redo":
+def overrides_for(name: str, config) -> dict:
+  """The variant's overrides, moved to the run's length when it is shorter than the paper's."""
+  if name in AT_A_QUARTER:
+    name = f"{name}@{max(1_000, config.total_frames // 4 // 1_000 * 1_000)}"
+  overrides = variants.get_variant(name)
+  scale = config.total_frames / PAPER_FRAMES
+  if "redo.period_frames" in overrides:
     period = int(REDO_PERIOD_UPDATES * 4 / config.learner.replay_ratio)
-    config.redo.period_frames = min(period, config.total_frames // 4)
-    config.redo.start_frames = config.replay.learning_starts_frames
-    config.redo.tau = 0.1
-  elif variant == "shrink_perturb":
-    config.shrink_perturb.frames = (at(0.25),)
-    config.shrink_perturb.alpha, config.shrink_perturb.sigma = 0.8, 0.2
-  elif variant.startswith("l2"):
-    config.regularizer.kind = "l2_init" if variant == "l2_init" else "l2"
-    config.regularizer.coef = 1e-5
-    if variant == "l2_incremental":
-      config.regularizer.schedule, config.regularizer.ramp_frames = "incremental", at(0.25)
-    elif variant == "l2_periodic":
-      config.regularizer.schedule = "periodic"
-      config.regularizer.on_frames = config.regularizer.off_frames = at(0.05)
-  elif variant == "layer_norm":
-    config.network.layer_norm = True
-  elif variant in ("leaky_relu", "crelu"):
-    config.network.activation = variant
-    config.network.crelu_halve_width = True
-  elif variant == "drq":
-    config.learner.augment = "random_shift"
+    overrides["redo.period_frames"] = min(period, config.total_frames // 4)
+  for field in ("regularizer.ramp_frames", "regularizer.on_frames", "regularizer.off_frames"):
+    if field in overrides and scale < 1:
+      overrides[field] = max(1_000, int(overrides[field] * scale))
+  return overrides
+
+
+def get_config(arg: str | None = None):
+  name, _, scale = (arg or "baseline").partition(",")
+  config = config_lib.apply_scale(config_lib.base_config(), scale or None)
+  for field, value in overrides_for(name, config).items():
+    *sections, key = field.split(".")
+    target = config
+    for section in sections:
+      target = target[section]
+    target[key] = value
+  config.variant = name
   return config

@@ -13,9 +13,19 @@ label every result row carries. Overrides are {"dotted.field": value}.
   inject@50M-freeze_encoder, inject@50M-reset_opt
                     the ablations of configs/injection.py: injection at 50M that
                     also freezes the encoder / resets the optimizer statistics.
+The interventions injection is compared with (docs/interventions.md):
+  reset@50M         re-initialize the head (online and target) at 50M frames.
+  shrink_perturb@50M  θ ← 0.8θ + 0.2θ_fresh at 50M frames.
+  redo              ReDo, τ = 0.1, every 16k frames (1,000 updates at replay ratio 0.25).
+  l2, l2_init       λ‖θ‖² / λ‖θ − θ₀‖², λ = 1e-5, constant.
+  l2_incremental, l2_periodic   L2 with λ ramped over 50M frames / on 10M, off 10M.
+  layer_norm, leaky_relu, crelu   architecture options (CReLU at half width).
+  drq               DrQ random shift (pad 4) of learner batches.
+  adaptive_rr       replay ratio 0.0625 until the critic's FAU settles, then 0.25.
 
 Patterns (any frame counts, so that short CPU sweeps can use them too):
   inject@<F>[+<F>…]  injections at those frames, e.g. inject@2k, inject@1.5M+3M.
+  reset@<F>[+<F>…], shrink_perturb@<F>[+<F>…]   the same for resets / shrink-and-perturb.
   grow@<F>[+<F>…]    network.hidden=128, injections growing the head to
                      256, 512, … units (doubling), e.g. grow@2k+3k.
 Frame counts: an integer with an optional k (×1e3), M (×1e6) or G (×1e9),
@@ -40,6 +50,22 @@ VARIANTS: dict[str, Overrides] = {
     # The ablations of configs/injection.py.
     "inject@50M-freeze_encoder": {"injection.frames": (50_000_000,), "injection.freeze_encoder": True},
     "inject@50M-reset_opt": {"injection.frames": (50_000_000,), "injection.reset_optimizer": True},
+    # The interventions injection is compared with.
+    "reset@50M": {"reset.frames": (50_000_000,), "reset.target": "head"},
+    "shrink_perturb@50M": {"shrink_perturb.frames": (50_000_000,), "shrink_perturb.alpha": 0.8,
+                           "shrink_perturb.sigma": 0.2},
+    "redo": {"redo.period_frames": 16_000, "redo.tau": 0.1},
+    "l2": {"regularizer.kind": "l2", "regularizer.coef": 1e-5},
+    "l2_init": {"regularizer.kind": "l2_init", "regularizer.coef": 1e-5},
+    "l2_incremental": {"regularizer.kind": "l2", "regularizer.coef": 1e-5, "regularizer.schedule": "incremental",
+                       "regularizer.ramp_frames": 50_000_000},
+    "l2_periodic": {"regularizer.kind": "l2", "regularizer.coef": 1e-5, "regularizer.schedule": "periodic",
+                    "regularizer.on_frames": 10_000_000, "regularizer.off_frames": 10_000_000},
+    "layer_norm": {"network.layer_norm": True},
+    "leaky_relu": {"network.activation": "leaky_relu"},
+    "crelu": {"network.activation": "crelu", "network.crelu_halve_width": True},
+    "drq": {"learner.augment": "random_shift"},
+    "adaptive_rr": {"learner.adaptive_replay_ratio.enabled": True},
 }
 
 # (compiled regex, usage, builder(match) -> overrides), tried in order after VARIANTS.
@@ -75,6 +101,16 @@ def pattern(regex: str, usage: str):
 @pattern(rf"inject@((?:{_FRAMES})(?:\+{_FRAMES})*)", "inject@<F>[+<F>…]")
 def _inject(m: re.Match) -> Overrides:
   return {"injection.frames": _frames_list(m.group(1))}
+
+
+@pattern(rf"reset@((?:{_FRAMES})(?:\+{_FRAMES})*)", "reset@<F>[+<F>…]")
+def _reset(m: re.Match) -> Overrides:
+  return {"reset.frames": _frames_list(m.group(1)), "reset.target": "head"}
+
+
+@pattern(rf"shrink_perturb@((?:{_FRAMES})(?:\+{_FRAMES})*)", "shrink_perturb@<F>[+<F>…]")
+def _shrink_perturb(m: re.Match) -> Overrides:
+  return {"shrink_perturb.frames": _frames_list(m.group(1)), "shrink_perturb.alpha": 0.8, "shrink_perturb.sigma": 0.2}
 
 
 @pattern(rf"grow@((?:{_FRAMES})(?:\+{_FRAMES})*)", "grow@<F>[+<F>…]")

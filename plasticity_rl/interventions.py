@@ -41,10 +41,6 @@ class Schedule:
     self.pending = [s for s in self.pending if s.frames > frames]
     return ready
 
-  def skip_until(self, frames: int) -> None:
-    """Drops what is due by `frames` (already applied before a restore)."""
-    self.due(frames)
-
 
 def make_schedule(config, agent) -> Schedule:
   pending = []

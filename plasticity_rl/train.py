@@ -256,7 +256,11 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
       next_log, next_eval = _next_multiple(frames, config.log.period_frames), _next_multiple(
           frames, config.eval.period_frames)
       next_metrics = _next_multiple(frames, config.metrics.period_frames) if config.metrics.period_frames else None
-    schedule.skip_until(frames)
+    skipped = schedule.due(frames)  # Applied before the save (resume), or before the saved agent's frames.
+    if resumed is None and skipped:
+      logging.warning("reincarnated at %s frames: dropping the interventions scheduled at or before it: %s; "
+                      "schedule them after %s frames", f"{frames:,}",
+                      ", ".join(f"{s.name}@{s.frames:,}" for s in skipped), f"{frames:,}")
   # Updates start once the replay holds learning_starts_frames of data (again, after a resume without it).
   learning_starts = config.replay.learning_starts_frames + (frames if len(replay) == 0 else 0)
   next_save = _next_multiple(frames, config.checkpoint.period_frames) if config.checkpoint.period_frames else None
@@ -269,7 +273,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
   else:
     logging.info("%s: %d actions, %s params, replay %.2f GB (%d B/transition)", game, num_actions,
                  f"{networks.count_params(state.params):,}", replay.nbytes / 1e9, replay.bytes_per_transition)
-    recorder.write(0, "run", {"game": game, "num_actions": num_actions, **param_counts(state),
+    recorder.write(frames, "run", {"game": game, "num_actions": num_actions, **param_counts(state),
                               "replay_bytes_per_transition": replay.bytes_per_transition,
                               **({"reincarnated_from": source.path, "reincarnate_load": load,
                                   "reincarnated_frames": source.loop["frames"]} if source is not None else {})})

@@ -54,7 +54,9 @@ def test_variant_registry_and_patterns():
   assert get("inject@2k") == {"injection.frames": (2000,)}
   assert get("inject@1.5M+3_000_000") == {"injection.frames": (1_500_000, 3_000_000)}
   assert get("grow@1k+2k+3k")["injection.hidden"] == (256, 512, 1024)
-  for bad in ("nope", "inject@", "inject@2x", "reset@50M"):
+  assert get("reset@2k") == {"reset.frames": (2000,), "reset.target": "head"}
+  assert get("redo")["redo.tau"] == 0.1 and get("crelu")["network.activation"] == "crelu"
+  for bad in ("nope", "inject@", "inject@2x", "reset@50X", "redo@5M"):
     with pytest.raises(ValueError, match="allowed: baseline, inject@50M"):
       get(bad)
   with pytest.raises(sweep.SweepError, match=r"unknown variant 'nope'.*inject@<F>"):

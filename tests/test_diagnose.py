@@ -1,0 +1,178 @@
+"""scripts/diagnose_plasticity.py: a smoke source run branched into "continue" and "inject", the report, errors."""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from plasticity_rl import recorder
+from plasticity_rl.analysis import diagnosis
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "diagnose_plasticity.py"
+SOURCE_FRAMES = 2_000  # configs/dqn.py:smoke stops here: 125 loop steps of 4 envs × 4 frames.
+STEP_FRAMES = 16  # One loop step of the smoke config.
+
+
+def _diagnose(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=REPO, timeout=900)
+
+
+def _load_config_file(name: str):
+  spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.fixture(scope="module")
+def diagnosed(tmp_path_factory):
+  """A 2,000-frame smoke run, then the diagnosis with 1,000 extra frames (log every step: the first
+  update after the branch point is its own "train" row)."""
+  root = tmp_path_factory.mktemp("diagnose")
+  source, out = root / "source", root / "diagnosis"
+  subprocess.run([sys.executable, "-m", "plasticity_rl.main", "--config=configs/dqn.py:smoke", f"--workdir={source}",
+                  f"--config.total_frames={SOURCE_FRAMES}", "--config.log.tensorboard=false"],
+                 check=True, capture_output=True, cwd=REPO, timeout=600)
+  result = _diagnose(f"--source={source}", f"--workdir={out}", "--extra_frames=1000",
+                     f"--config.log.period_frames={STEP_FRAMES}")
+  assert result.returncode == 0, result.stderr[-4000:]
+  return source, out, result
+
+
+def _events(workdir, name="injection"):
+  return [r for r in recorder.read_metrics(str(workdir), "event") if r.get("name") == name]
+
+
+@pytest.mark.slow
+def test_both_branches_run_from_the_checkpoint(diagnosed):
+  source, out, _ = diagnosed
+  end = SOURCE_FRAMES + 1008  # 1,000 extra frames, rounded up to whole loop steps.
+  for branch in diagnosis.BRANCHES:
+    with open(out / branch / "summary.json") as f:
+      assert json.load(f)["frames"] == end
+    run = recorder.read_metrics(str(out / branch), "run")[0]
+    assert run["reincarnated_from"] == str(source / "checkpoints" / str(SOURCE_FRAMES))
+    assert run["reincarnated_frames"] == SOURCE_FRAMES and run["reincarnate_load"] == "all"
+
+
+@pytest.mark.slow
+def test_injection_only_in_the_inject_branch_at_the_first_step(diagnosed):
+  _, out, _ = diagnosed
+  (event,) = _events(out / "inject")
+  assert event["frames"] == SOURCE_FRAMES + STEP_FRAMES
+  assert event["max_abs_dq"] <= 1e-5 and event["max_abs_dq_target"] <= 1e-5
+  assert event["params_frozen"] > 0
+  assert _events(out / "continue") == []
+
+
+@pytest.mark.slow
+def test_branches_start_from_identical_agents(diagnosed):
+  """The first step's update (before the injection) sees the same params, optimizer state and replay
+  sample in both branches, so its logged loss, Q and gradient norm are equal; the next ones differ."""
+  _, out, _ = diagnosed
+  first = {b: recorder.read_metrics(str(out / b), "train")[:2] for b in diagnosis.BRANCHES}
+  cont, inject = first["continue"][0], first["inject"][0]
+  assert cont["frames"] == inject["frames"] == SOURCE_FRAMES + STEP_FRAMES
+  for key in ("updates", "loss", "q_mean", "q_max", "grad_norm"):
+    assert cont[key] == inject[key], key
+  assert any(first["continue"][1][k] != first["inject"][1][k] for k in ("loss", "q_mean", "grad_norm"))
+
+
+@pytest.mark.slow
+def test_report_files_and_table(diagnosed):
+  _, out, result = diagnosed
+  with open(out / "diagnosis.json") as f:
+    report = json.load(f)
+  assert report["branch_frames"] == SOURCE_FRAMES and report["end_frames"] == SOURCE_FRAMES + 1008
+  assert report["injection"] == {"expected_frames": SOURCE_FRAMES + STEP_FRAMES, "frames": SOURCE_FRAMES + STEP_FRAMES,
+                                 "count": 1, "max_abs_dq": pytest.approx(0.0, abs=1e-5),
+                                 "max_abs_dq_target": pytest.approx(0.0, abs=1e-5), "ok": True}
+  source_eval = {int(r["frames"]) for r in recorder.read_eval(str(out.parent / "source"))}
+  assert source_eval == {SOURCE_FRAMES}
+  for branch in diagnosis.BRANCHES:
+    stats = report["branches"][branch]
+    for metric in ("eval_return", "loss"):
+      s = stats[metric]
+      assert s["before"] is not None and s["after"] is not None, (branch, metric)
+      assert s["n_before"] >= 1 and s["n_after"] >= 1
+      assert s["delta"] == pytest.approx(s["after"] - s["before"])
+    assert stats["eval_return"]["n_after"] == 1  # The branch's final evaluation.
+  befores = {b: report["branches"][b]["eval_return"]["before"] for b in diagnosis.BRANCHES}
+  assert befores["continue"] == befores["inject"]
+  assert report["plasticity_loss"] in (True, False)
+  assert report["verdict"].startswith(("learning resumes with injection", "no sign of plasticity loss"))
+  assert (out / "diagnosis.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  text = (out / "diagnosis.md").read_text()
+  assert "| eval return |" in text and "| loss (train rows) |" in text and report["verdict"] in text
+  assert "| metric | before: source" in result.stdout and report["verdict"] in result.stdout
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_branches(diagnosed):
+  source, out, _ = diagnosed
+  summaries = {b: (out / b / "summary.json").read_text() for b in diagnosis.BRANCHES}
+  again = _diagnose(f"--source={source}", f"--workdir={out}", "--extra_frames=1000",
+                    f"--config.log.period_frames={STEP_FRAMES}")
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert "2 done already (skipped), 0 to run" in again.stderr
+  assert {b: (out / b / "summary.json").read_text() for b in diagnosis.BRANCHES} == summaries
+  other = _diagnose(f"--source={source}", f"--workdir={out}", "--extra_frames=2000")
+  assert other.returncode == 2 and "holds another config" in other.stderr
+
+
+# -- input errors: one line, exit status 2, before anything runs -------------------------------------------------
+
+
+@pytest.mark.parametrize("make_source, args, message", [
+    (lambda tmp: tmp / "missing", ["--extra_frames=100"], "does not exist"),
+    (lambda tmp: tmp, ["--extra_frames=100"], "no checkpoints"),
+    (lambda tmp: tmp, ["--extra_frames=0"], "--extra_frames must be > 0"),
+    (lambda tmp: tmp, ["--extra_frames=100", "--config.total_frames=9"], "the diagnosis sets"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, make_source, args, message):
+  (tmp_path / "config.json").write_text("{}")  # A workdir without checkpoints.
+  result = _diagnose(f"--source={make_source(tmp_path)}", f"--workdir={tmp_path / 'out'}", *args)
+  assert result.returncode == 2
+  assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+  assert message in result.stderr
+  assert not (tmp_path / "out").exists()
+
+
+# -- the report's arithmetic and the saved-config loader ------------------------------------------------------------
+
+
+def _logs(evals, losses=()):
+  return diagnosis.Logs(eval_return=list(evals), train_return=[], loss=list(losses), events=[], run=None)
+
+
+def test_windows_and_verdict():
+  source = _logs([(500, 9.0), (1000, 1.0), (2000, 3.0)], [(2000, 0.5)])
+  branches = {"continue": _logs([(2000, 99.0), (3000, 2.0)]), "inject": _logs([(3000, 7.0), (3500, 99.0)])}
+  stats = diagnosis.compare(source, branches, branch_frames=2000, window_frames=1000, end_frames=3000)
+  assert stats["continue"]["eval_return"] == {"before": 3.0, "after": 2.0, "delta": -1.0, "n_before": 1,
+                                              "n_after": 1}
+  assert stats["inject"]["eval_return"]["delta"] == 4.0
+  assert stats["inject"]["train_return"] == {"before": None, "after": None, "delta": None, "n_before": 0,
+                                             "n_after": 0}
+  line, shown = diagnosis.verdict(stats)
+  assert shown is True and line == ("learning resumes with injection: +4.00 return (inject) vs -1.00 (continue) "
+                                    "— a sign of plasticity loss")
+  stats["inject"]["eval_return"].update(after=2.0, delta=-1.0)
+  assert diagnosis.verdict(stats)[1] is False
+  stats["inject"]["eval_return"].update(after=None, delta=None)
+  assert diagnosis.verdict(stats)[1] is None
+
+
+def test_saved_config_rebuilds_the_config_exactly(tmp_path):
+  config = _load_config_file("dqn").get_config("smoke")
+  config.injection.frames = (3_000,)
+  saved = json.loads(config.to_json_best_effort())
+  rebuilt = _load_config_file("saved").from_json(saved)
+  assert json.loads(rebuilt.to_json_best_effort()) == saved
+  assert rebuilt.injection.frames == (3_000,) and isinstance(rebuilt.injection.hidden, tuple)
+  with pytest.raises(ValueError, match="'network.nope'"):
+    _load_config_file("saved").from_json({"network": {"nope": 1}})
