@@ -22,6 +22,7 @@ The interventions injection is compared with (docs/interventions.md):
   layer_norm, leaky_relu, crelu   architecture options (CReLU at half width).
   drq               DrQ random shift (pad 4) of learner batches.
   adaptive_rr       replay ratio 0.0625 until the critic's FAU settles, then 0.25.
+  expansion         Neuroplastic-Expansion-style growth and pruning (configs/expansion.py).
 
 Patterns (any frame counts, so that short CPU sweeps can use them too):
   inject@<F>[+<F>…]  injections at those frames, e.g. inject@2k, inject@1.5M+3M.
@@ -66,6 +67,12 @@ VARIANTS: dict[str, Overrides] = {
     "crelu": {"network.activation": "crelu", "network.crelu_halve_width": True},
     "drq": {"learner.augment": "random_shift"},
     "adaptive_rr": {"learner.adaptive_replay_ratio.enabled": True},
+    # configs/expansion.py at paper scale: 25% of the units, +5% every 5M frames, τ = 0.1 pruning, reviews.
+    "expansion": {"expansion.enabled": True, "expansion.initial_fraction": 0.25, "expansion.grow_fraction": 0.05,
+                  "expansion.period_frames": 5_000_000, "expansion.start_frames": 200_000,
+                  "expansion.prune_tau": 0.1, "expansion.review_batches": 31_250,
+                  "expansion.review_fraction": 0.1, "expansion.review_window": 5,
+                  "expansion.review_tolerance": 0.002},
 }
 
 # (compiled regex, usage, builder(match) -> overrides), tried in order after VARIANTS.

@@ -7,7 +7,8 @@ One checkpoint is an orbax step directory `workdir/checkpoints/<frames>/`:
                 of every TrainState tree (dicts, tuples as lists, leaves as
                 "float32[8,8,4,8]") and of the optimizer state, and the config.
     state/      the TrainState's trees: params and target params with their current
-                (injected) structure, θ₀ (init_params), num_updates.
+                (injected) structure, θ₀ (init_params), num_updates, and expansion's unit
+                masks when the state has them (every load level takes them with the params).
     opt_state/  the optimizer state (optax's structure).
     replay/     the replay's stored frames, actions, rewards and flags (unless
                 config.checkpoint.save_replay is False).
@@ -237,7 +238,9 @@ class Checkpointer:
     self._purge_deleted()
     fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
     state_keys = {k: v for k, v in fields.items() if _is_key(v)}
-    trees = {k: v for k, v in fields.items() if k != "opt_state" and k not in state_keys}
+    # Optional fields left at None (TrainState.masks without expansion) are not saved: the restore keeps the
+    # fresh state's None, and a checkpoint without them reads as before.
+    trees = {k: v for k, v in fields.items() if k != "opt_state" and k not in state_keys and v is not None}
     replay_state = replay.state_dict() if replay is not None else None
     meta = {
         "version": 1,

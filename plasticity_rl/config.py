@@ -15,6 +15,7 @@ from plasticity_rl.agents import dqn
 from plasticity_rl.envs import atari
 from plasticity_rl import augment
 from plasticity_rl import checkpoint
+from plasticity_rl import expansion
 from plasticity_rl import metrics
 from plasticity_rl import networks
 from plasticity_rl import regularizers
@@ -91,6 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.redo = remedies.redo_config()  # ReDo: recycling dormant units; off by default.
   c.shrink_perturb = remedies.shrink_perturb_config()  # Shrink and perturb; off by default.
   c.regularizer = regularizers.regularizer_config()  # L2 / L2-init loss terms; off by default.
+  c.expansion = expansion.expansion_config()  # Neuroplastic-Expansion-style growth and pruning; off by default.
 
   c.checkpoint = ml_collections.ConfigDict()  # workdir/checkpoints (checkpoint.py); a re-run resumes.
   c.checkpoint.period_frames = 1_000_000  # Save every this many frames (0: only at the end and on SIGTERM/SIGINT).
@@ -232,7 +234,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("injection", str(e))
   if c.learner.augment not in augment.AUGMENTATIONS:
     _fail("learner.augment", f"unknown augmentation {c.learner.augment!r}; allowed: {list(augment.AUGMENTATIONS)}")
-  for check in (remedies.validate, regularizers.validate):  # Their messages start with the field's name.
+  for check in (remedies.validate, regularizers.validate, expansion.validate):  # Their messages start with the field's name.
     try:
       check(c)
     except ValueError as e:

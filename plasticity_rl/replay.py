@@ -251,6 +251,14 @@ class ReplayBuffer:
       env[todo], t[todo] = all_env[pick], all_t[pick]
     return self._transitions(env, t)
 
+  def sample_oldest(self, batch_size: int, fraction: float) -> dict[str, np.ndarray]:
+    """`sample` restricted to the oldest `fraction` of the stored start times (expansion's experience review).
+
+    Start times are counted per env since construction and every env has the same stored range, so
+    this is uniform over (env, t) with t in the oldest ⌈fraction · range⌉ stored times, wrapped or not.
+    """
+    return self.sample(batch_size, oldest_fraction=fraction)
+
   def _stacks(self, env: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Frame stacks [B, *frame_shape, S] at times t, zeroed before episode start."""
     times = t[:, None] + np.arange(1 - self._stack, 1)  # [B, S], oldest first.

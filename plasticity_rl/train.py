@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plasticity_rl import checkpoint as checkpoint_lib
+from plasticity_rl import expansion
 from plasticity_rl import interventions
 from plasticity_rl import metrics as metrics_lib
 from plasticity_rl import networks
@@ -223,6 +224,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
   adaptive = config.learner.adaptive_replay_ratio
   replay_ratio_state = triggers.init_replay_ratio(adaptive) if adaptive.enabled else None
   next_metrics = config.metrics.period_frames or None
+  review = expansion.Review.from_config(config)  # Expansion's experience review; None when off.
   frames, updates_due, num_updates, num_episodes = 0, 0.0, 0, 0
   info_sum, info_count = None, 0
   recent_returns: list[float] = []
@@ -250,6 +252,8 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
     next_log, next_eval, next_metrics = loop["next_log"], loop["next_eval"], loop.get("next_metrics")
     if resumed is not None:
       trigger = triggers.from_dict(loop["trigger"]) if loop.get("trigger") else trigger
+      if review is not None and loop.get("expansion_review"):
+        review.load_state_dict(loop["expansion_review"])
       if loop.get("replay_ratio_state"):
         replay_ratio_state = triggers.replay_ratio_from_dict(loop["replay_ratio_state"])
     else:  # Reincarnated: this config's periods.
@@ -291,7 +295,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
     loop = {"frames": frames, "updates": num_updates, "episodes": num_episodes, "updates_due": updates_due,
             "next_log": next_log, "next_eval": next_eval, "recent_returns": recent_returns,
             "eval_means": eval_means, "info_count": info_count, "next_metrics": next_metrics,
-            "trigger": triggers.to_dict(trigger),
+            "trigger": triggers.to_dict(trigger), "expansion_review": review and review.state_dict(),
             "replay_ratio_state": replay_ratio_state and triggers.replay_ratio_to_dict(replay_ratio_state),
             "info_sum": None if info_sum is None else {k: float(v) for k, v in jax.device_get(info_sum).items()},
             "wall_seconds": wall_before + time.time() - throughput.start_time}
@@ -330,8 +334,15 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
     batch = replay.sample(config.learner.batch_size) if frames >= learning_starts else None
     probe = batch["obs"] if batch is not None else obs
     before = state
+    if name == "expansion" and batch is not None:  # Dormant units among the active ones, before pruning.
+      count, fraction = expansion.dormant_count_jit(agent.network, before, batch["obs"],
+                                                    tau=config.expansion.prune_tau)
+      extra = {**extra, "dormant_active": int(count)}
+      if review is not None and review.observe(float(fraction)):
+        recorder.write(frames, "event", {"name": "expansion_review", "batches": review.batches,
+                                         "oldest_fraction": review.fraction})
     state = intervention(state, rng, batch)
-    event = {"name": name, **extra, **param_counts(state),
+    event = {"name": name, **extra, **param_counts(state), **expansion.summary(agent.network, state),
              "max_abs_dq": probe_q_change(agent, before.params, state.params, probe),
              "max_abs_dq_target": probe_q_change(agent, before.target_params, state.target_params, probe)}
     recorder.write(frames, "event", event)
@@ -378,7 +389,9 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
       replay_ratio = config.learner.replay_ratio if replay_ratio_state is None else replay_ratio_state.replay_ratio
       updates_due += num_envs * replay_ratio
       while updates_due >= 1.0:
-        state, info = agent.update(state, replay.sample(config.learner.batch_size))
+        batch = review.sample(replay, config.learner.batch_size) if review else replay.sample(
+            config.learner.batch_size)
+        state, info = agent.update(state, batch)
         info_sum = info if info_sum is None else _accumulate(info_sum, info)
         info_count += 1
         num_updates += 1
@@ -397,7 +410,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
       scalars = {**throughput.tick(frames, num_updates), "epsilon": epsilon, "updates": num_updates,
                  "replay_ratio": config.learner.replay_ratio if replay_ratio_state is None
                  else replay_ratio_state.replay_ratio,
-                 **param_counts(state)}
+                 **param_counts(state), **expansion.summary(agent.network, state)}
       if info_count:
         scalars.update({k: float(v) / info_count for k, v in jax.device_get(info_sum).items()})
         info_sum, info_count = None, 0

@@ -26,6 +26,7 @@ import numpy as np
 from plasticity_rl import metrics
 from plasticity_rl import networks
 from plasticity_rl import surgery
+from plasticity_rl import testing
 from plasticity_rl.agents import dqn
 
 OBS_SHAPE = (84, 84, 4)
@@ -34,14 +35,7 @@ FRAME_SKIP = 4
 
 
 def random_batch(seed: int, size: int) -> dict[str, np.ndarray]:
-  rng = np.random.default_rng(seed)
-  return {
-      "obs": rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
-      "next_obs": rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
-      "action": rng.integers(0, NUM_ACTIONS, size).astype(np.int32),
-      "reward": rng.normal(size=size).astype(np.float32),
-      "discount": np.full(size, 0.99, np.float32),
-  }
+  return testing.random_batch(seed, size, OBS_SHAPE, NUM_ACTIONS)
 
 
 def timed(fns: dict, repeats: int) -> dict[str, dict[str, float]]:

@@ -3,7 +3,6 @@
 import copy
 import csv
 import glob
-import importlib.util
 import json
 import logging
 import os
@@ -16,7 +15,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -25,16 +23,14 @@ from plasticity_rl import config as config_lib
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import replay as replay_lib
 from plasticity_rl import surgery
+from plasticity_rl import testing
 from plasticity_rl.agents import dqn
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _smoke_config():
-  spec = importlib.util.spec_from_file_location("configs_dqn", REPO / "configs" / "dqn.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("smoke")
+  return testing.configs_module("dqn").get_config("smoke")
 
 
 def _tree_equal(a, b) -> bool:

@@ -1,6 +1,5 @@
 """Tests for config validation (plasticity_rl.config) and the command line's errors (plasticity_rl.main)."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -11,15 +10,13 @@ import pytest
 
 from plasticity_rl import config as config_lib
 from plasticity_rl import main as main_lib
+from plasticity_rl import testing
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _get_config(arg: str | None = None):
-  spec = importlib.util.spec_from_file_location("configs_dqn", REPO / "configs" / "dqn.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return testing.configs_module("dqn").get_config(arg)
 
 
 def _set(config, field: str, value) -> None:

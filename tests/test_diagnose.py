@@ -1,6 +1,5 @@
 """scripts/diagnose_plasticity.py: a smoke source run branched into "continue" and "inject", the report, errors."""
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -9,6 +8,7 @@ import sys
 import pytest
 
 from plasticity_rl import recorder
+from plasticity_rl import testing
 from plasticity_rl.analysis import diagnosis
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -22,10 +22,7 @@ def _diagnose(*args: str) -> subprocess.CompletedProcess:
 
 
 def _load_config_file(name: str):
-  spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return testing.configs_module(name)
 
 
 @pytest.fixture(scope="module")

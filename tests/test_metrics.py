@@ -17,6 +17,7 @@ import pytest
 from plasticity_rl import metrics
 from plasticity_rl import networks
 from plasticity_rl import surgery
+from plasticity_rl import testing
 from plasticity_rl.agents import dqn
 
 OBS_SHAPE = (84, 84, 4)
@@ -149,14 +150,7 @@ def make_agent() -> dqn.DQNAgent:
 
 
 def random_batch(seed: int, size: int = PROBE) -> dict[str, np.ndarray]:
-  rng = np.random.default_rng(seed)
-  return {
-      "obs": rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
-      "next_obs": rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
-      "action": rng.integers(0, NUM_ACTIONS, size).astype(np.int32),
-      "reward": rng.normal(size=size).astype(np.float32),
-      "discount": np.full(size, 0.99, np.float32),
-  }
+  return testing.random_batch(seed, size, OBS_SHAPE, NUM_ACTIONS)
 
 
 @functools.cache

@@ -20,6 +20,7 @@ from plasticity_rl import interventions
 from plasticity_rl import networks
 from plasticity_rl import remedies
 from plasticity_rl import surgery
+from plasticity_rl import testing
 from plasticity_rl.agents import dqn
 
 OBS_SHAPE = (44, 44, 4)  # conv_2 outputs 2×2 feature maps: the conv → dense flatten order matters.
@@ -35,14 +36,7 @@ def make_agent(activation: str = "relu", layer_norm: bool = False, optimizer: st
 
 
 def random_batch(seed: int, size: int = 16) -> dict[str, np.ndarray]:
-  rng = np.random.default_rng(seed)
-  return {
-      "obs": rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
-      "next_obs": rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
-      "action": rng.integers(0, NUM_ACTIONS, size).astype(np.int32),
-      "reward": rng.normal(size=size).astype(np.float32),
-      "discount": np.full(size, 0.99, np.float32),
-  }
+  return testing.random_batch(seed, size, OBS_SHAPE, NUM_ACTIONS)
 
 
 @functools.cache

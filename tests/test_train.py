@@ -1,7 +1,6 @@
 """End-to-end tests of the training loop (plasticity_rl.train) and what a run writes."""
 
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -16,6 +15,7 @@ from plasticity_rl import config as config_lib
 from plasticity_rl import main as main_lib
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import train
+from plasticity_rl import testing
 from plasticity_rl.agents import dqn
 from plasticity_rl.envs import atari
 
@@ -23,10 +23,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _smoke_config():
-  spec = importlib.util.spec_from_file_location("configs_dqn", REPO / "configs" / "dqn.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("smoke")
+  return testing.configs_module("dqn").get_config("smoke")
 
 
 def test_episodes_track_raw_returns_and_frames():
@@ -213,3 +210,22 @@ def test_cli_smoke_run(tmp_path):
     assert (workdir / name).is_file(), name
   assert json.loads((workdir / "summary.json").read_text())["frames"] == 1600
   assert len(recorder_lib.read_eval(str(workdir))) == 2  # One evaluation of eval.num_episodes = 2.
+
+
+@pytest.mark.slow
+def test_expansion_in_the_loop_grows_the_active_network(tmp_path):
+  """configs/expansion.py:smoke: masks at frame 0, then grow-and-prune events with more active params."""
+  config = testing.configs_module("expansion").get_config("smoke")
+  config.total_frames = 3_000
+  config_lib.validate(config)
+  workdir = str(tmp_path / "run")
+  main_lib.prepare_workdir(workdir, config)
+  train.train(config, workdir)
+  rows = recorder_lib.read_metrics(workdir)
+  events = [r for r in rows if r["kind"] == "event" and r["name"] == "expansion"]
+  assert events[0]["frames"] < config.replay.learning_starts_frames and "dormant_active" not in events[0]
+  assert events[0]["active_units/dense_0"] == 0.25
+  active = [r["params_active"] for r in events]
+  assert len(events) >= 3 and active[-1] > active[0] and all(r["params_active"] < r["params_total"] for r in events)
+  assert all("dormant_active" in r for r in events[1:])
+  assert all("params_active" in r for r in rows if r["kind"] == "train")

@@ -18,6 +18,7 @@ import optax
 from plasticity_rl import augment as augment_lib
 from plasticity_rl import networks
 from plasticity_rl import regularizers
+from plasticity_rl import unit_masks
 
 OPTIMIZERS = ("rmsprop_dqn_zoo", "adam_dopamine")
 
@@ -31,6 +32,9 @@ class TrainState(flax.struct.PyTreeNode):
   num_updates: jax.Array  # int32 scalar.
   rng: jax.Array
   init_params: networks.Params  # θ₀: the params at initialization (distance from init, L2-init).
+  # Expansion (expansion.py): {hidden layer: float32 [units]}, 1 = active; None (default) = every unit, and the
+  # update is exactly as without the field.
+  masks: Any = None
 
 
 def double_q_td_error(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, discount_t: jax.Array,
@@ -100,9 +104,16 @@ class DQNAgent:
       rng, augment_rng = jax.random.split(state.rng)
       batch = augment_lib.augment_batch(self.augment, augment_rng, batch)
       state = state.replace(rng=rng)
-    grads, info = jax.grad(self.loss, has_aux=True)(state.params["trainable"], state, batch)
-    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params["trainable"])
-    params = {**state.params, "trainable": optax.apply_updates(state.params["trainable"], updates)}
+    trainable, keep = state.params["trainable"], None
+    if state.masks is not None:  # Expansion: the loss sees only active units; masked entries get no update.
+      keep = unit_masks.weight_masks(self.network, trainable, state.masks)
+      trainable = unit_masks.apply(trainable, keep)
+    grads, info = jax.grad(self.loss, has_aux=True)(trainable, state, batch)
+    if keep is not None:
+      grads = unit_masks.apply(grads, keep)
+    updates, opt_state = self.optimizer.update(grads, state.opt_state, trainable)
+    trainable = optax.apply_updates(trainable, updates)
+    params = {**state.params, "trainable": trainable if keep is None else unit_masks.apply(trainable, keep)}
     num_updates = state.num_updates + 1
     target_params = optax.periodic_update(params, state.target_params, num_updates,
                                           self.target_update_period_updates)
@@ -129,6 +140,7 @@ def make_agent(config, num_actions: int, obs_shape: tuple[int, ...] = (84, 84, 4
       obs_shape=obs_shape,
       num_actions=num_actions,
       target_update_period_updates=config.learner.target_update_period_updates,
+      huber_delta=config.learner.get("huber_delta", 1.0),
       regularizer=regularizers.from_config(config),
       augment=config.learner.get("augment", "none"),
   )

@@ -1,0 +1,453 @@
+"""Neuroplastic Expansion (Liu et al. 2024, "Neuroplastic Expansion in Deep RL"), adapted to unit masks.
+
+The network keeps its full shapes; `TrainState.masks` ({hidden layer: float32 [units]}, 1 = active)
+selects the units that exist (unit_masks.py; every layer but the output layer has a mask).
+
+  start          ⌈initial_fraction · units⌉ active units per hidden layer (the first ones).
+  grow           on a replay batch, activates the k = ⌈grow_fraction · units⌉ inactive units per layer whose
+                 outgoing connections have the largest TD-loss gradient; their incoming weights are fresh from
+                 the layer's initializer (bias 0), their outgoing weights 0: Q is unchanged.
+  prune          active τ-dormant units go back to the pool (mask 0, weights and optimizer moments 0), never
+                 below ⌈initial_fraction · units⌉ per layer.
+  review         host-side: when the slope of the dormant count flattens (`review_due`), the loop samples the
+                 next learner batches from the oldest part of the replay (`Review`, `ReplayBuffer.sample_oldest`).
+
+Masked entries of the online params are exactly 0 and `DQNAgent.update` keeps them so (gradients, optimizer
+moments and the stepped params are masked), so acting, metrics and the target copy see the masked network.
+Every function on the state is pure and jitted once per (static arguments, tree structure): the masks have
+fixed shapes, so growing and pruning never re-trace the update. Injected networks are refused (ValueError).
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any, Mapping, Sequence
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from plasticity_rl import interventions
+from plasticity_rl import networks
+from plasticity_rl import remedies
+from plasticity_rl import unit_masks
+from plasticity_rl.agents import dqn
+
+Params = networks.Params
+Masks = Mapping[str, jax.Array]
+apply_masks = unit_masks.apply
+weight_masks = unit_masks.weight_masks
+_BATCH_KEYS = ("obs", "action", "reward", "discount", "next_obs")
+
+
+# -- masks ----------------------------------------------------------------------------------------------------
+
+
+def hidden_layers(network: networks.QNetwork) -> tuple[str, ...]:
+  """The layers with a unit mask: every layer but the output layer."""
+  return network.layer_names[:-1]
+
+
+def check_plain(params: Params, what: str) -> None:
+  """ValueError unless every main-path layer is trainable and nothing is injected."""
+  frozen = params["frozen"]
+  if frozen["plus"] or any(part not in ("plus", "minus") for part in frozen):
+    raise ValueError(f"{what}: expansion cannot be combined with plasticity injection or frozen layers "
+                     "(the masks act on params['trainable'], and frozen branches read the masked units)")
+
+
+def units(params: Params, name: str) -> int:
+  return int(networks.main_layers(params)[name]["linear"]["kernel"].shape[-1])
+
+
+def count_for(fraction: float, n: int) -> int:
+  """⌈fraction · n⌉, within 1..n."""
+  return min(n, max(1, math.ceil(fraction * n - 1e-9)))
+
+
+def init_masks(network: networks.QNetwork, params: Params, initial_fraction: float) -> dict[str, jax.Array]:
+  """The first ⌈initial_fraction · units⌉ units of every hidden layer active (fresh units are exchangeable)."""
+  out = {}
+  for name in hidden_layers(network):
+    n = units(params, name)
+    out[name] = (jnp.arange(n) < count_for(initial_fraction, n)).astype(jnp.float32)
+  return out
+
+
+def _masked(params: Params, keep: Params) -> Params:
+  return {**params, "trainable": unit_masks.apply(params["trainable"], keep)}
+
+
+def _zero_moments(optimizer: optax.GradientTransformation, opt_state: optax.OptState, keep: Params):
+  """Optimizer statistics zeroed where `keep` is 0 (masked entries never have moments)."""
+  return remedies.zero_opt_state(optimizer, opt_state, jax.tree.map(lambda m: m == 0, keep))
+
+
+def start(state: dqn.TrainState, *, network: networks.QNetwork, optimizer: optax.GradientTransformation,
+          initial_fraction: float) -> dqn.TrainState:
+  """Masks the state to ⌈initial_fraction · units⌉ units per hidden layer (online and target params, optimizer
+  moments of masked entries zeroed). A state that already has masks (a resumed or reincarnated one) is kept."""
+  if state.masks is not None:
+    return state
+  check_plain(state.params, "expansion.start")
+  masks = init_masks(network, state.params, initial_fraction)
+  keep = unit_masks.weight_masks(network, state.params["trainable"], masks)
+  return state.replace(params=_masked(state.params, keep), target_params=_masked(state.target_params, keep),
+                       opt_state=_zero_moments(optimizer, state.opt_state, keep), masks=masks)
+
+
+def active_params(network: networks.QNetwork, params: Params, masks: Masks | None) -> int:
+  """Trainable weights connected to active units (all trainable params without masks); host-side."""
+  if masks is None:
+    return networks.count_params(params["trainable"])
+  keep = unit_masks.weight_masks(network, params["trainable"], masks)
+  return int(sum(jnp.sum(m > 0) for m in jax.tree.leaves(keep)))
+
+
+def summary(network: networks.QNetwork, state: dqn.TrainState) -> dict[str, float]:
+  """For event and train rows: params_active and active_units/<layer> (fractions); {} without masks."""
+  if state.masks is None:
+    return {}
+  out = {"params_active": active_params(network, state.params, state.masks)}
+  out.update({f"active_units/{n}": float(jnp.mean(m)) for n, m in state.masks.items()})
+  return out
+
+
+def _by_layer(tree: Params) -> dict[str, Params]:
+  return {name: layer for layers in tree.values() for name, layer in layers.items()}
+
+
+def _set_layers(trainable: Params, layers: Mapping[str, Params]) -> Params:
+  return {part: {name: layers.get(name, layer) for name, layer in part_layers.items()}
+          for part, part_layers in trainable.items()}
+
+
+# -- grow -----------------------------------------------------------------------------------------------------
+
+
+def candidates(network: networks.QNetwork, trainable: Params, masks: Masks, fresh: Mapping[str, Params]) -> Params:
+  """`trainable` with every inactive unit's incoming weights taken from `fresh` (bias 0), restricted to inputs
+  from active units; the outgoing weights of inactive units stay 0, so Q is unchanged."""
+  names = network.layer_names
+  layers = _by_layer(trainable)
+  new = {}
+  for name in hidden_layers(network):
+    inactive = masks[name] == 0
+    layer = jax.tree.map(lambda old, init, m=inactive: jnp.where(m, init, old), layers[name], fresh[name])
+    layer["linear"]["bias"] = jnp.where(inactive, 0.0, layer["linear"]["bias"])
+    index = names.index(name)
+    if index > 0:
+      kernel = layer["linear"]["kernel"]
+      layer["linear"]["kernel"] = kernel * unit_masks.input_rows(network, masks[names[index - 1]],
+                                                                 kernel.shape[-2])[:, None]
+    new[name] = layer
+  return _set_layers(trainable, new)
+
+
+def growth_scores(agent: dqn.DQNAgent, state: dqn.TrainState, batch: Mapping[str, jax.Array],
+                  candidate: Params) -> dict[str, jax.Array]:
+  """Per hidden layer, ‖∂L_TD/∂(outgoing weights)‖ of each inactive unit (−inf for active units).
+
+  The gradient is of the TD loss (no regularizer) w.r.t. the dense params, with the candidate incoming
+  weights in place: the outgoing weights of an inactive unit are the connections growth would open
+  (RigL-style), and their gradient Σ_batch h_i δ_j is non-zero once the unit has incoming weights. Only
+  connections into active units (or the output layer) count.
+  """
+  network, masks = agent.network, state.masks
+  td_only = dataclasses.replace(agent, regularizer=None)
+  params = {**state.params, "trainable": candidate}
+  grads, _ = jax.grad(td_only.loss, has_aux=True)(candidate, state.replace(params=params), batch)
+  grads = _by_layer(grads)
+  names = network.layer_names
+  scores = {}
+  for name in hidden_layers(network):
+    following = names[names.index(name) + 1]
+    g = grads[following]["linear"]["kernel"]
+    if following in masks:
+      g = g * masks[following]
+    per_input = jnp.sum(jnp.square(g), axis=tuple(i for i in range(g.ndim) if i != g.ndim - 2))  # [fan_in]
+    n = masks[name].shape[0]
+    channels = 2 * n if network.activation == "crelu" else n
+    per_channel = jnp.sum(per_input.reshape(-1, channels), axis=0)  # Channel-last flatten after a conv.
+    per_unit = per_channel[:n] + per_channel[n:] if network.activation == "crelu" else per_channel
+    scores[name] = jnp.where(masks[name] > 0, -jnp.inf, jnp.sqrt(per_unit))
+  return scores
+
+
+def grow_from(state: dqn.TrainState, fresh: Mapping[str, Params], batch: Mapping[str, jax.Array], *,
+              agent: dqn.DQNAgent, fraction: float) -> tuple[dqn.TrainState, dict[str, jax.Array]]:
+  """`grow` with given fresh layer params ({hidden layer: params}); returns the state and {layer: grown mask}."""
+  network = agent.network
+  if state.masks is None:
+    raise ValueError("expansion.grow: the state has no masks (call expansion.start first)")
+  check_plain(state.params, "expansion.grow")
+  trainable = state.params["trainable"]
+  candidate = candidates(network, trainable, state.masks, fresh)
+  scores = growth_scores(agent, state, batch, candidate)
+  grown, masks = {}, {}
+  for name, score in scores.items():
+    n = score.shape[0]
+    top, index = jax.lax.top_k(score, count_for(fraction, n))
+    grown[name] = jnp.zeros(n, bool).at[index].set(top > -jnp.inf)
+    masks[name] = jnp.maximum(state.masks[name], grown[name].astype(jnp.float32))
+  candidate_layers, layers = _by_layer(candidate), _by_layer(trainable)
+  new = {name: jax.tree.map(lambda c, old, m=grown[name]: jnp.where(m, c, old), candidate_layers[name], layers[name])
+         for name in grown}
+  keep_old = unit_masks.weight_masks(network, trainable, state.masks)
+  keep = unit_masks.weight_masks(network, trainable, masks)
+  params = {**state.params, "trainable": unit_masks.apply(_set_layers(trainable, new), keep)}
+  # Grown entries were masked, so their moments are 0 already; zeroed again to make it exact.
+  return state.replace(params=params, opt_state=_zero_moments(agent.optimizer, state.opt_state, keep_old),
+                       masks=masks), grown
+
+
+def grow(state: dqn.TrainState, rng: jax.Array, batch: Mapping[str, jax.Array], *, agent: dqn.DQNAgent,
+         fraction: float) -> tuple[dqn.TrainState, dict[str, jax.Array]]:
+  """Activates the ⌈fraction · units⌉ inactive units per hidden layer with the largest `growth_scores` on
+  `batch` (fewer when fewer are inactive): incoming weights from a fresh init (key `rng`), bias 0 (LayerNorm
+  scale/bias at init), outgoing weights 0 and every grown entry's optimizer moments 0. Q is unchanged (with
+  LayerNorm only up to the layer's changed statistics); the target network is not touched. Returns the state and
+  {layer: bool [units] grown}."""
+  fresh = remedies.fresh_layers(agent.network, rng, state.params, hidden_layers(agent.network), agent.obs_shape)
+  return grow_from(state, fresh, batch, agent=agent, fraction=fraction)
+
+
+# -- prune ----------------------------------------------------------------------------------------------------
+
+
+def dormant_scores(network: networks.QNetwork, params: Params, masks: Masks,
+                   obs: jax.Array) -> dict[str, jax.Array]:
+  """ReDo scores (metrics.dormant_scores) with the layer mean taken over active units only:
+  s_i = E|h_i| / mean_{k active} E|h_k| (equal to metrics.dormant_scores when every unit is active)."""
+  _, features = network.apply_with_features(params, obs)
+  out = {}
+  for name in hidden_layers(network):
+    a = remedies.unit_activity(network, features[name])
+    raw = jnp.mean(jnp.abs(a), axis=tuple(range(a.ndim - 1)))
+    m = masks[name]
+    out[name] = raw / (jnp.sum(raw * m) / jnp.maximum(jnp.sum(m), 1.0) + 1e-9)
+  return out
+
+
+def dormant_units(network: networks.QNetwork, params: Params, masks: Masks, obs: jax.Array,
+                  tau: float) -> dict[str, jax.Array]:
+  """{layer: bool [units]}: active units whose `dormant_scores` are ≤ τ."""
+  scores = dormant_scores(network, params, masks, obs)
+  return {n: (s <= tau) & (masks[n] > 0) for n, s in scores.items()}
+
+
+def dormant_count(network: networks.QNetwork, state: dqn.TrainState, obs: jax.Array,
+                  tau: float) -> tuple[jax.Array, jax.Array]:
+  """(count, fraction) of the active hidden units that are τ-dormant on `obs` (every unit without masks)."""
+  masks = state.masks
+  if masks is None:
+    masks = {n: jnp.ones(units(state.params, n), jnp.float32) for n in hidden_layers(network)}
+  dormant = dormant_units(network, state.params, masks, obs, tau)
+  count = sum(jnp.sum(d) for d in dormant.values())
+  return count, count / sum(jnp.sum(m) for m in masks.values())
+
+
+def prune(state: dqn.TrainState, obs: jax.Array, *, network: networks.QNetwork,
+          optimizer: optax.GradientTransformation, tau: float, min_fraction: float,
+          protect: Masks | None = None) -> tuple[dqn.TrainState, dict[str, jax.Array]]:
+  """Returns the active τ-dormant units on `obs` to the pool: mask 0, own params and outgoing weights 0,
+  their optimizer moments 0. At most (active − ⌈min_fraction · units⌉) units per layer, the lowest scores
+  first; units in `protect` ({layer: bool}, e.g. just grown) are kept. Q changes by the (small) outgoing
+  contributions of the pruned units; the target network is not touched. Returns the state and {layer: pruned}."""
+  if state.masks is None:
+    raise ValueError("expansion.prune: the state has no masks (call expansion.start first)")
+  check_plain(state.params, "expansion.prune")
+  scores = dormant_scores(network, state.params, state.masks, obs)
+  pruned, masks = {}, {}
+  for name, score in scores.items():
+    m = state.masks[name]
+    candidate = (score <= tau) & (m > 0)
+    if protect is not None:
+      candidate &= ~protect[name]
+    allowed = jnp.sum(m).astype(jnp.int32) - count_for(min_fraction, m.shape[0])
+    order = jnp.argsort(jnp.where(candidate, score, jnp.inf))
+    rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0]))
+    pruned[name] = candidate & (rank < allowed)
+    masks[name] = jnp.where(pruned[name], 0.0, m)
+  keep = unit_masks.weight_masks(network, state.params["trainable"], masks)
+  return state.replace(params=_masked(state.params, keep), opt_state=_zero_moments(optimizer, state.opt_state, keep),
+                       masks=masks), pruned
+
+
+def grow_and_prune(state: dqn.TrainState, rng: jax.Array, batch: Mapping[str, jax.Array], *, agent: dqn.DQNAgent,
+                   grow_fraction: float, tau: float, min_fraction: float,
+                   prune_units: bool = True) -> tuple[dqn.TrainState, dict[str, jax.Array]]:
+  """One expansion step: `grow`, then `prune` (sparing the units just grown); returns the state and counts
+  (grown/<layer>, pruned/<layer>, dormant: active τ-dormant units before the step)."""
+  dormant, _ = dormant_count(agent.network, state, batch["obs"], tau)
+  state, grown = grow(state, rng, batch, agent=agent, fraction=grow_fraction)
+  info = {"dormant": dormant, **{f"grown/{n}": jnp.sum(g) for n, g in grown.items()}}
+  if prune_units:
+    state, pruned = prune(state, batch["obs"], network=agent.network, optimizer=agent.optimizer, tau=tau,
+                          min_fraction=min_fraction, protect=grown)
+    info.update({f"pruned/{n}": jnp.sum(p) for n, p in pruned.items()})
+  return state, info
+
+
+# Jitted once per (static arguments, params-tree structure).
+start_jit = jax.jit(start, static_argnames=("network", "optimizer", "initial_fraction"))
+grow_jit = jax.jit(grow, static_argnames=("agent", "fraction"))
+prune_jit = jax.jit(prune, static_argnames=("network", "optimizer", "tau", "min_fraction"))
+grow_and_prune_jit = jax.jit(grow_and_prune, static_argnames=("agent", "grow_fraction", "tau", "min_fraction",
+                                                              "prune_units"))
+dormant_count_jit = jax.jit(dormant_count, static_argnames=("network", "tau"))
+
+
+# -- experience review (host side) ----------------------------------------------------------------------------
+
+
+def review_due(history: Sequence[float], window: int, slope_tolerance: float) -> bool:
+  """True when the least-squares slope of the last `window` values (per observation) is within ±tolerance."""
+  if window < 2 or len(history) < window:
+    return False
+  y = np.asarray(history[-window:], np.float64)
+  x = np.arange(window, dtype=np.float64) - (window - 1) / 2
+  return abs(float(np.sum(x * (y - y.mean())) / np.sum(x * x))) <= slope_tolerance
+
+
+@dataclasses.dataclass
+class Review:
+  """Experience review: after `observe` finds the dormant count flat, the next `batches` learner batches come
+  from the oldest `fraction` of the replay. Host-side; `state_dict` is JSON-able (the loop's checkpoint)."""
+
+  fraction: float
+  window: int
+  tolerance: float
+  batches: int
+  history: list[float] = dataclasses.field(default_factory=list)
+  remaining: int = 0
+
+  @classmethod
+  def from_config(cls, config) -> "Review | None":
+    """None unless expansion is enabled with review_batches > 0."""
+    c = config.get("expansion")
+    if c is None or not c.enabled or c.review_batches <= 0:
+      return None
+    return cls(float(c.review_fraction), int(c.review_window), float(c.review_tolerance), int(c.review_batches))
+
+  def observe(self, value: float) -> bool:
+    """Adds a dormant count; True when it starts a review (the history then starts over)."""
+    self.history = (self.history + [float(value)])[-self.window:]
+    if self.remaining == 0 and review_due(self.history, self.window, self.tolerance):
+      self.remaining, self.history = self.batches, []
+      return True
+    return False
+
+  def sample(self, replay, batch_size: int) -> dict[str, np.ndarray]:
+    """The next learner batch: from the oldest part of `replay` while a review runs, else uniform."""
+    if self.remaining > 0:
+      self.remaining -= 1
+      return replay.sample_oldest(batch_size, self.fraction)
+    return replay.sample(batch_size)
+
+  def state_dict(self) -> dict[str, Any]:
+    return {"history": list(self.history), "remaining": self.remaining}
+
+  def load_state_dict(self, saved: Mapping[str, Any]) -> None:
+    self.history, self.remaining = [float(v) for v in saved["history"]], int(saved["remaining"])
+
+
+# -- config and schedule --------------------------------------------------------------------------------------
+
+
+def expansion_config() -> ml_collections.ConfigDict:
+  """config.expansion: Neuroplastic-Expansion-style growth and pruning of units (off by default)."""
+  c = ml_collections.ConfigDict()
+  c.enabled = False
+  c.initial_fraction = 0.25  # Active units per hidden layer at the start; also the floor of pruning. Unverified.
+  c.frames = ()  # Explicit grow-and-prune frames (≥ replay.learning_starts_frames: they need a replay batch).
+  c.period_frames = 0  # > 0: also every multiple of this many frames; 0 = only `frames`.
+  c.start_frames = 0  # Periodic points start here; those before learning starts are dropped.
+  c.grow_fraction = 0.05  # Units grown per layer and step, as a fraction of the layer's full width.
+  c.prune = True  # False: growth only (an ablation).
+  c.prune_tau = 0.1  # Active units with ReDo score ≤ τ are pruned (scores over active units).
+  c.review_batches = 0  # Learner batches drawn from the oldest replay per review; 0 = review off.
+  c.review_fraction = 0.1  # The oldest fraction of the stored transitions a review samples from.
+  c.review_window = 5  # Dormant counts (one per expansion event) in the slope fit.
+  c.review_tolerance = 0.001  # |slope| ≤ this (dormant fraction per event) counts as flat.
+  return c
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpansionPlan:
+  frames: tuple[int, ...]
+  initial_fraction: float
+  grow_fraction: float
+  prune: bool
+  tau: float
+
+
+def expansion_plan(config) -> ExpansionPlan:
+  """config.expansion resolved; ValueError("expansion.<field>: …") when it cannot work."""
+  c = config.expansion
+  frames = tuple(int(f) for f in c.frames)
+  if any(f < 0 or f > config.total_frames for f in frames):
+    raise ValueError(f"expansion.frames {frames}: every frame must be within 0..total_frames ({config.total_frames})")
+  starts = config.replay.learning_starts_frames
+  if any(f < starts for f in frames):
+    raise ValueError(f"expansion.frames {frames}: growth needs a replay batch, so frames must be ≥ "
+                     f"replay.learning_starts_frames ({starts})")
+  if c.period_frames < 0 or c.start_frames < 0:
+    raise ValueError(f"expansion.period_frames/start_frames: must be ≥ 0 (period 0 = off), "
+                     f"got {c.period_frames!r}/{c.start_frames!r}")
+  for field in ("initial_fraction", "grow_fraction", "review_fraction"):
+    if not 0.0 < c[field] <= 1.0:
+      raise ValueError(f"expansion.{field}: must be in (0, 1], got {c[field]!r}")
+  if c.prune_tau < 0:
+    raise ValueError(f"expansion.prune_tau: must be ≥ 0, got {c.prune_tau!r}")
+  if c.review_batches < 0:
+    raise ValueError(f"expansion.review_batches: must be ≥ 0 (0 = off), got {c.review_batches!r}")
+  if c.review_window < 2:
+    raise ValueError(f"expansion.review_window: must be ≥ 2 (a slope needs two points), got {c.review_window!r}")
+  if c.review_tolerance < 0:
+    raise ValueError(f"expansion.review_tolerance: must be ≥ 0, got {c.review_tolerance!r}")
+  injection = config.get("injection")
+  if c.enabled and injection is not None:
+    trigger = injection.get("trigger")
+    if tuple(injection.frames) or (trigger is not None and trigger.metric):
+      raise ValueError(f"expansion.enabled: cannot be combined with plasticity injection (injection.frames "
+                       f"{tuple(injection.frames)}, injection.trigger.metric "
+                       f"{trigger.metric if trigger is not None else ''!r}): the masks act on the trainable params "
+                       "only")
+  points = remedies.schedule_frames(frames, int(c.period_frames), int(config.total_frames), int(c.start_frames))
+  return ExpansionPlan(tuple(f for f in points if f >= starts), float(c.initial_fraction), float(c.grow_fraction),
+                       bool(c.prune), float(c.prune_tau))
+
+
+def validate(config) -> None:
+  """ValueError naming the field when config.expansion cannot work (section absent: skipped)."""
+  if "expansion" in config:
+    expansion_plan(config)
+
+
+@interventions.register("expansion")
+def build_expansion(config, agent: dqn.DQNAgent) -> list[tuple[int, interventions.Intervention]]:
+  """Frame 0: `start`; then at every planned frame `grow_and_prune` on the loop's replay batch."""
+  if "expansion" not in config or not config.expansion.enabled:
+    return []
+  plan = expansion_plan(config)
+  begin = functools.partial(start_jit, network=agent.network, optimizer=agent.optimizer,
+                            initial_fraction=plan.initial_fraction)
+  step = functools.partial(grow_and_prune_jit, agent=agent, grow_fraction=plan.grow_fraction, tau=plan.tau,
+                           min_fraction=plan.initial_fraction, prune_units=plan.prune)
+
+  def apply(state, rng, batch):
+    if state.masks is None:
+      state = begin(state)
+    if batch is None:
+      return state
+    state, info = step(state, rng, {k: batch[k] for k in _BATCH_KEYS})
+    logging.info("expansion: %s; %s", {k: int(v) for k, v in jax.device_get(info).items()},
+                 summary(agent.network, state))
+    return state
+
+  return [(0, lambda state, rng, batch: begin(state) if state.masks is None else state)] + [
+      (f, apply) for f in plan.frames]
