@@ -193,6 +193,26 @@ def test_missing_game_and_empty_runs_are_gaps_and_rest_aggregates(tmp_path):
   assert analysis.matrices.games["baseline"] == ["Pong", "Qbert"]
 
 
+def test_sweep_root_lists_its_runs_and_unstarted_ones_are_gaps(tmp_path):
+  """--runs ROOT reads ROOT/sweep.json (as the launcher writes it); logs/ and other dirs are not runs."""
+  import json  # pylint: disable=g-import-not-at-top
+  df = _tidy(variants=("baseline",), games=("Pong",), seeds=range(2))
+  root = tmp_path / "sweep"
+  names = [f"Pong/baseline/seed_{s}" for s in range(3)]
+  for seed, name in enumerate(names[:2]):
+    _write_workdir(root / name, df[df.seed == seed])
+  (root / "logs" / "Pong" / "baseline").mkdir(parents=True)
+  (root / "sweep.json").write_text(json.dumps({"runs": [{"name": n, "workdir": "/elsewhere/" + n} for n in names]}))
+  results = load.load_results(runs=[str(root)])
+  assert len(results.episodes) == len(df)
+  assert results.empty_runs == [f"{root / names[2]}: not started (no workdir)"]
+  (root / names[2]).mkdir()
+  assert load.load_results(runs=[str(root)]).empty_runs == [f"{root / names[2]}: no eval.csv"]
+  (root / "sweep.json").write_text("{")
+  with pytest.raises(AnalysisError, match="sweep.json: not a readable sweep manifest"):
+    load.load_results(runs=[str(root)])
+
+
 def test_runs_ending_early_are_reported():
   df = _tidy()
   df = df[~((df["variant"] == "inject") & (df["game"] == "Pong") & (df["seed"] == 1) & (df["frames"] > 0))]

@@ -231,7 +231,8 @@ def write_outputs(analysis: Analysis, out: str) -> list[str]:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("runs", [], "Run workdirs (each with an eval.csv) or glob patterns of them; quote globs.")
+flags.DEFINE_list("runs", [], "Run workdirs (each with an eval.csv), sweep roots (their sweep.json lists the "
+                  "runs) or glob patterns of them; quote globs.")
 flags.DEFINE_list("csv", [], "Tidy CSVs (game, variant|agent, seed, frames, return|episode_return) or globs.")
 flags.DEFINE_string("out", None, "Output directory for tables, gaps.txt and plots.")
 flags.DEFINE_string("games", None, "Expected games: atari57, atari26, atari5 or a comma-separated list; "

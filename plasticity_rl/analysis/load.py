@@ -110,14 +110,34 @@ def _describe_empty_run(workdir: str) -> str:
     return workdir
 
 
+def sweep_workdirs(path: str) -> list[str]:
+  """A sweep root (with the launcher's sweep.json) -> its runs' workdirs, started or not; else [path]."""
+  manifest = os.path.join(path, "sweep.json")
+  if not os.path.isdir(path) or not os.path.exists(manifest):
+    return [path]
+  try:
+    with open(manifest) as f:
+      names = [run["name"] for run in json.load(f)["runs"]]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise AnalysisError(f"{manifest}: not a readable sweep manifest ({e})") from None
+  return [os.path.join(path, name) for name in names]  # Relative to the root: a moved sweep still reads.
+
+
 def load_results(runs: Iterable[str] = (), csvs: Iterable[str] = ()) -> Results:
   """Reads run workdirs (or their eval.csv files) and tidy CSVs; globs allowed.
 
-  A `runs` match that is a directory is a workdir (its eval.csv); a file is read
-  as a tidy CSV, so shell-expanded paths work too.
+  A `runs` match that is a directory is a workdir (its eval.csv), or a sweep
+  root (its sweep.json lists the workdirs: runs not started yet are reported as
+  gaps); a file is read as a tidy CSV, so shell-expanded paths work too.
   """
   frames, empty_runs = [], []
+  paths = []
   for path in expand(runs, "--runs"):
+    paths.extend(p for p in sweep_workdirs(path) if p not in paths)
+  for path in paths:
+    if not os.path.exists(path):  # Only a sweep manifest names paths that may not exist.
+      empty_runs.append(f"{path}: not started (no workdir)")
+      continue
     if os.path.isdir(path):
       eval_path = os.path.join(path, "eval.csv")
       df = read_csv(eval_path) if os.path.exists(eval_path) else None
