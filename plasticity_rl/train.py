@@ -1,7 +1,8 @@
 """The training loop, counted in emulator frames.
 
-    act (jitted, batched over envs) -> replay.add -> env step
-    every 1/replay_ratio agent steps (after warm-up): sample -> update (jitted)
+    act (jitted, batched over envs) -> replay.add -> env send
+    every 1/replay_ratio agent steps (after warm-up): sample -> update (jitted, dispatched async)
+    env recv (the envs stepped while the updates were dispatched and computed)
     at scheduled frames: interventions (injection, …), logged as events
     every log period: scalars + a progress line; every eval period: evaluation
     every metrics period (after warm-up): plasticity metrics on a replay probe batch,
@@ -377,25 +378,26 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
     reward = step.reward if config.learner.reward_clip == 0 else np.clip(
         step.reward, -config.learner.reward_clip, config.learner.reward_clip)
     replay.add(step.frame, actions, reward, step.terminal, step.last, step.first)
-    step = stepper.step(actions)
+    stepper.send(actions)  # The envs step on envpool's threads while this iteration's updates are dispatched.
     frames += num_envs * atari.FRAME_SKIP
 
-    for ret, length in episodes.track(step):
-      recorder.write(frames, "episode", {"episode_return": ret, "episode_frames": length})
-      recent_returns = (recent_returns + [ret])[-20:]
-      num_episodes += 1
-
-    if frames >= learning_starts:
+    if frames >= learning_starts:  # The updates see the replay as it is after this add, as before.
       replay_ratio = config.learner.replay_ratio if replay_ratio_state is None else replay_ratio_state.replay_ratio
       updates_due += num_envs * replay_ratio
       while updates_due >= 1.0:
         batch = review.sample(replay, config.learner.batch_size) if review else replay.sample(
             config.learner.batch_size)
-        state, info = agent.update(state, batch)
+        state, info = agent.update(state, batch)  # Async dispatch: computes while the envs step.
         info_sum = info if info_sum is None else _accumulate(info_sum, info)
         info_count += 1
         num_updates += 1
         updates_due -= 1.0
+
+    step = stepper.recv()
+    for ret, length in episodes.track(step):
+      recorder.write(frames, "episode", {"episode_return": ret, "episode_frames": length})
+      recent_returns = (recent_returns + [ret])[-20:]
+      num_episodes += 1
 
     for scheduled in schedule.due(frames):
       apply_intervention(scheduled.name, scheduled.apply)

@@ -107,30 +107,59 @@ class EnvStep(NamedTuple):
 
 
 class AtariStepper:
-  """Wraps an envpool batch into EnvSteps: derives first/last/terminal flags."""
+  """Wraps an envpool batch into EnvSteps: derives first/last/terminal flags.
+
+  `step(actions)` is `send(actions)` then `recv()`: between the two the envs step on envpool's threads while
+  the caller works (the training loop dispatches its updates there). The pool must be synchronous
+  (batch_size == num_envs, envpool's default), so that `recv` returns every env; rows come back in env_id order.
+  """
 
   def __init__(self, envs, protocol: str):
     self.envs = envs
     self.life_loss_discount = PROTOCOLS[protocol].life_loss_discount
+    self._pending = False
 
   def reset(self) -> EnvStep:
     obs, info = self.envs.reset()
     n = obs.shape[0]
+    self._pending = False
+    self._env_ids = np.arange(n)
     self._last = np.zeros(n, bool)
     self._lives = info["lives"].copy()
     return EnvStep(obs[:, -1], np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool), np.ones(n, bool),
                    self._lives.copy())
 
-  def step(self, actions: np.ndarray) -> EnvStep:
-    obs, reward, terminated, truncated, info = self.envs.step(np.asarray(actions))
+  def send(self, actions: np.ndarray) -> None:
+    """Starts one step of every env; `recv` returns it."""
+    if self._pending:
+      raise RuntimeError("send() twice without recv(): one step at a time")
+    self.envs.send(np.asarray(actions))
+    self._pending = True
+
+  def recv(self) -> EnvStep:
+    """Waits for the step `send` started."""
+    if not self._pending:
+      raise RuntimeError("recv() without send()")
+    obs, reward, terminated, truncated, info = self.envs.recv()
+    self._pending = False
+    lives, env_id = info["lives"], np.asarray(info["env_id"])
+    if env_id.shape != self._env_ids.shape:
+      raise RuntimeError(f"envpool returned {env_id.shape[0]} of {self._env_ids.shape[0]} envs: make the pool "
+                         "with batch_size == num_envs")
+    if not np.array_equal(env_id, self._env_ids):  # Never seen with a synchronous pool; cheap to guard.
+      order = np.argsort(env_id)
+      obs, reward, terminated, truncated, lives = (x[order] for x in (obs, reward, terminated, truncated, lives))
     first = self._last  # envpool auto-resets an env on the step after its last one.
     last = np.logical_or(terminated, truncated)
-    lives = info["lives"]
     terminal = terminated.astype(bool)
     if self.life_loss_discount:
       terminal = terminal | ((lives < self._lives) & ~first)
     self._last, self._lives = last, lives.copy()
     return EnvStep(obs[:, -1], reward.astype(np.float32), terminal, last, first, lives.copy())
+
+  def step(self, actions: np.ndarray) -> EnvStep:
+    self.send(actions)
+    return self.recv()
 
 
 class FrameStacker:
