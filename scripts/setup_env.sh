@@ -8,3 +8,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -c "import rliable.library, rliable.metrics"  # rliable's `arch` breaks on pandas 3: fail here, not in a test.
