@@ -6,5 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-exec .venv/bin/python -m plasticity_rl.main --config=configs/dqn.py:cpu --workdir=runs/demo \
-  --config.injection.frames='(200000,)' --config.variant=inject@200k "$@"
+exec .venv/bin/python -m plasticity_rl.main --config=configs/dqn.py:demo --workdir=runs/demo "$@"
