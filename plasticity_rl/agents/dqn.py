@@ -82,9 +82,10 @@ class DQNAgent:
 
   def loss(self, trainable: networks.Params, state: TrainState, batch: dict[str, jax.Array]):
     params = {**state.params, "trainable": trainable}
-    batch_size = batch["obs"].shape[0]
-    q_online = self.network.apply(params, jnp.concatenate([batch["obs"], batch["next_obs"]]))
-    q_tm1, q_t_selector = q_online[:batch_size], q_online[batch_size:]
+    q_tm1 = self.network.apply(params, batch["obs"])
+    # The selector only feeds an argmax: a forward pass of its own, so the backward pass covers `obs` alone
+    # (through one concatenated obs/next_obs pass it ran over both halves, one of them all zeros).
+    q_t_selector = self.network.apply(jax.lax.stop_gradient(params), batch["next_obs"])
     q_t_value = self.network.apply(state.target_params, batch["next_obs"])
     td = jax.vmap(double_q_td_error)(q_tm1, batch["action"], batch["reward"], batch["discount"],
                                      q_t_value, q_t_selector)
