@@ -33,6 +33,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.game = "Pong"  # One of the 57 (envpool spelling, "Pong" or "Pong-v5") or any envpool Atari task.
   c.variant = "baseline"  # Label written into every result row (sweeps set it).
   c.seed = 0
+  # Seeds trained together in this process (multi_seed.py): seeds seed … seed + num_seeds − 1, each an
+  # independent agent writing WORKDIR/seed_<n>/; 1 is a plain single-seed run in WORKDIR.
+  c.num_seeds = 1
+  # How the learner runs the seeds: "vmap" (one jitted call over a stacked seed axis, sharded over the local
+  # devices), "loop" (one jitted call per seed) or "auto": vmap on GPU/TPU, loop on CPU (docs/performance.md).
+  c.seed_batching = "auto"
   c.total_frames = 200_000_000  # Emulator frames (agent steps × 4), the papers' unit.
 
   c.env = ml_collections.ConfigDict()
@@ -114,6 +120,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 SCALES = ("paper", "cpu", "smoke")
+SEED_BATCHING = ("auto", "vmap", "loop")
 
 
 def apply_scale(config: ml_collections.ConfigDict, scale: str | None) -> ml_collections.ConfigDict:
@@ -254,6 +261,20 @@ def validate(c: ml_collections.ConfigDict) -> None:
                        f"known: {sorted(names)}")
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  if c.num_seeds < 1:
+    _fail("num_seeds", f"must be ≥ 1, got {c.num_seeds!r}")
+  if c.seed_batching not in SEED_BATCHING:
+    _fail("seed_batching", f"unknown {c.seed_batching!r}; allowed: {list(SEED_BATCHING)}")
+  if c.num_seeds > 1:  # Per-seed decisions would give the seeds different tree structures or schedules.
+    for field, on in (("injection.trigger.metric", bool(c.injection.trigger.metric)),
+                      ("learner.adaptive_replay_ratio.enabled", c.learner.adaptive_replay_ratio.enabled),
+                      ("expansion.enabled", c.expansion.enabled)):
+      if on:
+        _fail(field, f"is per-seed and not supported with num_seeds={c.num_seeds}: run the seeds as "
+              "single-seed runs (a sweep with --seeds)")
+    if c.reincarnate.path:
+      _fail("reincarnate.path", f"not supported with num_seeds={c.num_seeds}: reincarnate one seed's workdir "
+            "(WORKDIR/seed_<n>) in a single-seed run")
   if c.replay.learning_starts_frames >= c.total_frames:
     _fail("replay.learning_starts_frames", f"must be < total_frames ({c.total_frames}): no update would run")
   if c.checkpoint.period_frames < 0:

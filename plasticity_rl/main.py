@@ -1,7 +1,5 @@
 """Entry point: python -m plasticity_rl.main --config=configs/dqn.py[:arg] --workdir=DIR [--config.x=y …]."""
 
-import json
-import os
 import re
 import sys
 
@@ -11,45 +9,12 @@ from absl import logging
 from ml_collections import config_flags
 
 from plasticity_rl import config as config_lib
+from plasticity_rl.workdir import check_parent_workdir, prepare_workdir, WorkdirError  # noqa: F401
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A configs/*.py file, with an optional :arg.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for this run's results and checkpoints.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-class WorkdirError(ValueError):
-  pass
-
-
-def _flat(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-  return out
-
-
-def prepare_workdir(workdir: str, config) -> None:
-  """Creates the workdir and writes config.json; refuses one made with another config.
-
-  A workdir made with the same config is resumed: train() continues from its
-  newest readable checkpoint (or returns the summary of a finished run).
-  """
-  path = os.path.join(workdir, "config.json")
-  new = json.loads(config.to_json_best_effort())
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    if old != new:
-      a, b = _flat(old), _flat(new)
-      diff = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
-      raise WorkdirError(f"workdir {workdir} holds a run made with another config ({diff}); "
-                         "use a new --workdir, or the same config to resume")
-  elif os.path.isdir(workdir) and os.listdir(workdir):
-    raise WorkdirError(f"workdir {workdir} is not empty and holds no config.json: use a new or empty --workdir")
-  os.makedirs(workdir, exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(new, f, indent=1)
 
 
 def _unknown_field_message(argv, error: Exception) -> str:
@@ -86,22 +51,34 @@ def main(argv):
   config = _CONFIG.value
   try:
     config_lib.validate(config)
-    prepare_workdir(_WORKDIR.value, config)
+    if config.num_seeds > 1:  # --workdir holds the seeds' workdirs (seed_<n>/), each made as a single run's.
+      check_parent_workdir(_WORKDIR.value)
+    else:
+      prepare_workdir(_WORKDIR.value, config)
   except (config_lib.ConfigError, WorkdirError, OSError) as e:  # OSError: e.g. the --config file failed to load.
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   from plasticity_rl import checkpoint  # pylint: disable=g-import-not-at-top
+  from plasticity_rl import multi_seed  # pylint: disable=g-import-not-at-top
   from plasticity_rl import train  # pylint: disable=g-import-not-at-top
   logging.info("config:\n%s", config)
   checkpoint.quiet_orbax_logs()
   try:
-    summary = train.train(config, _WORKDIR.value)
-  except checkpoint.CheckpointError as e:
+    if config.num_seeds > 1:
+      summaries = multi_seed.train_seeds(config, _WORKDIR.value)
+    else:
+      summaries = [train.train(config, _WORKDIR.value)]
+  except (checkpoint.CheckpointError, WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except train.Preempted as e:  # A checkpoint is saved; exit like the signal would (128 + its number).
     print(f"{e}", file=sys.stderr)
     sys.exit(128 + e.signum)
+  for summary in summaries:
+    _print_summary(summary)
+
+
+def _print_summary(summary) -> None:
   print(f"\n== {summary['game']} · {summary['variant']} · seed {summary['seed']} ==")
   print(f"frames {summary['frames']:,}  updates {summary['updates']:,}  wall {summary['wall_seconds'] / 60:.1f} min")
   print("evaluation (frames: mean return): " + ", ".join(f"{f:,}: {r:.1f}" for f, r in summary["eval"]))

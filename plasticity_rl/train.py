@@ -105,7 +105,7 @@ def param_counts(state: dqn.TrainState) -> dict[str, int]:
   return {"params_trainable": trainable, "params_frozen": frozen, "params_total": trainable + frozen}
 
 
-class _Throughput:
+class Throughput:
   def __init__(self, frames: int, updates: int):
     self.time, self.frames, self.updates = time.time(), frames, updates
     self.start_time, self.start_frames = self.time, frames
@@ -123,7 +123,7 @@ class _Throughput:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-_accumulate = jax.jit(lambda total, info: jax.tree.map(jnp.add, total, info))
+accumulate = jax.jit(lambda total, info: jax.tree.map(jnp.add, total, info))
 
 
 class Preempted(Exception):
@@ -135,7 +135,7 @@ class Preempted(Exception):
     self.signum, self.frames = signum, frames
 
 
-class _StopSignals:
+class StopSignals:
   """While active, SIGTERM/SIGINT only set `signum` (the loop saves and stops); a second one acts at once."""
 
   def __init__(self):
@@ -160,16 +160,16 @@ class _StopSignals:
     return self.signum is not None
 
 
-def _env_seed(seed: int, frames: int) -> int:
+def env_seed(seed: int, frames: int) -> int:
   """Training envs' seed: config.seed at the start; after a resume, new episodes for each resume frame."""
   return seed if frames == 0 else int(np.random.SeedSequence([seed, frames]).generate_state(1)[0] >> 1)
 
 
-def _next_multiple(frames: int, period: int) -> int:
+def next_multiple(frames: int, period: int) -> int:
   return (frames // period + 1) * period
 
 
-def _finished_summary(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer) -> dict[str, Any] | None:
+def finished_summary(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer) -> dict[str, Any] | None:
   path = os.path.join(workdir, "summary.json")
   steps = checkpointer.steps()
   if os.path.exists(path) and steps and steps[-1] >= config.total_frames:
@@ -189,18 +189,18 @@ def train(config, workdir: str) -> dict[str, Any]:
                                              max_to_keep=config.checkpoint.max_to_keep,
                                              async_save=config.checkpoint.async_save)
   try:
-    summary = _finished_summary(config, workdir, checkpointer)
+    summary = finished_summary(config, workdir, checkpointer)
     if summary is not None:
       logging.info("%s: finished (summary.json, checkpoint at %s frames); nothing to do", workdir,
                    f"{checkpointer.steps()[-1]:,}")
       return summary
-    with _StopSignals() as stop:
+    with StopSignals() as stop:
       return _train(config, workdir, checkpointer, stop)
   finally:
     checkpointer.close()
 
 
-def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop: _StopSignals) -> dict[str, Any]:
+def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop: StopSignals) -> dict[str, Any]:
   game, num_envs = config.game, config.env.num_envs
   eval_envs = atari.make_envs(game, config.eval.protocol, config.eval.num_episodes, config.seed + 1_000_000,
                               config.eval.max_episode_frames)
@@ -209,7 +209,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
   if resumed is not None:
     checkpointer.set_aside([s for s in checkpointer.steps() if s > resumed.step])  # Unreadable ones.
   start_frames = resumed.loop["frames"] if resumed is not None else 0
-  train_envs = atari.make_envs(game, config.env.protocol, num_envs, _env_seed(config.seed, start_frames),
+  train_envs = atari.make_envs(game, config.env.protocol, num_envs, env_seed(config.seed, start_frames),
                                config.env.max_episode_frames)
   num_actions = train_envs.action_space.n
   if eval_envs.action_space.n != num_actions:
@@ -258,9 +258,9 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
       if loop.get("replay_ratio_state"):
         replay_ratio_state = triggers.replay_ratio_from_dict(loop["replay_ratio_state"])
     else:  # Reincarnated: this config's periods.
-      next_log, next_eval = _next_multiple(frames, config.log.period_frames), _next_multiple(
+      next_log, next_eval = next_multiple(frames, config.log.period_frames), next_multiple(
           frames, config.eval.period_frames)
-      next_metrics = _next_multiple(frames, config.metrics.period_frames) if config.metrics.period_frames else None
+      next_metrics = next_multiple(frames, config.metrics.period_frames) if config.metrics.period_frames else None
     skipped = schedule.due(frames)  # Applied before the save (resume), or before the saved agent's frames.
     if resumed is None and skipped:
       logging.warning("reincarnated at %s frames: dropping the interventions scheduled at or before it: %s; "
@@ -268,7 +268,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
                       ", ".join(f"{s.name}@{s.frames:,}" for s in skipped), f"{frames:,}")
   # Updates start once the replay holds learning_starts_frames of data (again, after a resume without it).
   learning_starts = config.replay.learning_starts_frames + (frames if len(replay) == 0 else 0)
-  next_save = _next_multiple(frames, config.checkpoint.period_frames) if config.checkpoint.period_frames else None
+  next_save = next_multiple(frames, config.checkpoint.period_frames) if config.checkpoint.period_frames else None
 
   recorder = recorder_lib.Recorder(workdir, tensorboard=config.log.tensorboard,
                                    truncate_after_frames=frames if resumed is not None else -1)
@@ -287,7 +287,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
   stacker = atari.FrameStacker(num_envs)
   episodes = Episodes.zeros(num_envs)
   step = stepper.reset()
-  throughput = _Throughput(frames, num_updates)
+  throughput = Throughput(frames, num_updates)
 
   def save_checkpoint():
     if checkpointer.steps() and checkpointer.steps()[-1] == frames:
@@ -388,7 +388,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
         batch = review.sample(replay, config.learner.batch_size) if review else replay.sample(
             config.learner.batch_size)
         state, info = agent.update(state, batch)  # Async dispatch: computes while the envs step.
-        info_sum = info if info_sum is None else _accumulate(info_sum, info)
+        info_sum = info if info_sum is None else accumulate(info_sum, info)
         info_count += 1
         num_updates += 1
         updates_due -= 1.0
@@ -403,7 +403,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
       apply_intervention(scheduled.name, scheduled.apply)
 
     if next_metrics is not None and frames >= next_metrics:
-      next_metrics = _next_multiple(frames, config.metrics.period_frames)
+      next_metrics = next_multiple(frames, config.metrics.period_frames)
       if frames >= learning_starts:
         measure_plasticity()
 
@@ -429,7 +429,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
     if not maybe_eval():
       break
     if next_save is not None and frames >= next_save:
-      next_save = _next_multiple(frames, config.checkpoint.period_frames)
+      next_save = next_multiple(frames, config.checkpoint.period_frames)
       save_checkpoint()
 
   if not stop() and (not eval_means or eval_means[-1][0] != frames):
