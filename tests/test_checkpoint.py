@@ -303,14 +303,6 @@ def test_recorder_drops_rows_past_the_checkpoint(tmp_path):
 _RUN = ["--config.log.learning_curve=False", "--config.log.tensorboard=False"]
 
 
-@pytest.fixture(scope="session")
-def run_env(tmp_path_factory):
-  """Subprocess env: CPU, and a persistent compilation cache shared by this session's runs (~4× faster starts)."""
-  cache = tmp_path_factory.mktemp("jax_cache")
-  return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache),
-          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-
-
 def _command(workdir, *overrides):
   return [sys.executable, "-m", "plasticity_rl.main", "--config=configs/dqn.py:smoke", f"--workdir={workdir}",
           *_RUN, *overrides]
@@ -331,36 +323,6 @@ def finished_run(run_env, tmp_path_factory):
   result = _run(run_env, workdir, *_INJECTED)
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
-
-
-def _budget_updates(config) -> int:
-  """Updates of an uninterrupted run, by the loop's arithmetic."""
-  per_iteration = config.env.num_envs * 4
-  iterations = [f for f in range(per_iteration, config.total_frames + per_iteration, per_iteration)
-                if f - per_iteration < config.total_frames]
-  due, updates = 0.0, 0
-  for frames in iterations:
-    if frames >= config.replay.learning_starts_frames:
-      due += config.env.num_envs * config.learner.replay_ratio
-      while due >= 1.0:
-        updates, due = updates + 1, due - 1.0
-  return updates
-
-
-def _check_logs(workdir, config):
-  """eval.csv: every evaluation once, no gaps; metrics.jsonl: no duplicated train/eval/run rows."""
-  evals = recorder_lib.read_eval(str(workdir))
-  expected = list(range(config.eval.period_frames, config.total_frames + 1, config.eval.period_frames))
-  frames = [int(r["frames"]) for r in evals]
-  assert sorted(set(frames)) == expected and frames == sorted(frames)
-  assert all(frames.count(f) == config.eval.num_episodes for f in expected)
-  rows = recorder_lib.read_metrics(str(workdir))
-  assert [r["frames"] for r in rows if r["kind"] == "eval"] == expected
-  train = [r["frames"] for r in rows if r["kind"] == "train"]
-  assert train == sorted(set(train)) and len(train) == config.total_frames // config.log.period_frames
-  assert [r["kind"] for r in rows].count("run") == 1
-  metrics_frames = [r["frames"] for r in rows]
-  assert metrics_frames == sorted(metrics_frames)
 
 
 @pytest.mark.slow
@@ -422,28 +384,11 @@ def test_reincarnation_from_the_command_line(finished_run, run_env, tmp_path):
   assert checkpoint.summarize(meta)["branches"] == 2  # The saved agent's injection and this run's.
 
 
-def _wait_for(predicate, proc, timeout=120.0, poll=0.005):
-  deadline = time.time() + timeout
-  while time.time() < deadline and proc.poll() is None:
-    if predicate():
-      return True
-    time.sleep(poll)
-  return False
-
-
 def _listing(directory) -> set[str]:
   try:
     return set(os.listdir(directory))
   except FileNotFoundError:
     return set()
-
-
-def _progress(workdir) -> int:
-  try:
-    rows = (workdir / "metrics.jsonl").read_text().splitlines()
-    return max((json.loads(r)["frames"] for r in rows if r.endswith("}")), default=0)
-  except (FileNotFoundError, json.JSONDecodeError):
-    return 0
 
 
 @pytest.mark.slow
@@ -458,12 +403,12 @@ def test_kill_and_resume_completes_with_the_uninterrupted_budget(run_env, tmp_pa
   for how, when in interruptions:
     proc = subprocess.Popen(_command(workdir, *overrides), cwd=REPO, env=run_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    start_frames, before = _progress(workdir), _listing(checkpoints)
+    start_frames, before = testing.logged_frames(workdir), _listing(checkpoints)
     if when == "saving":  # Kill while a new step's temporary directory is being written.
-      _wait_for(lambda: _progress(workdir) > start_frames, proc)
-      _wait_for(lambda: any("tmp" in name for name in _listing(checkpoints) - before), proc)
+      testing.wait_for(lambda: testing.logged_frames(workdir) > start_frames, proc)
+      testing.wait_for(lambda: any("tmp" in name for name in _listing(checkpoints) - before), proc)
     else:
-      _wait_for(lambda: _progress(workdir) > start_frames + 500, proc)
+      testing.wait_for(lambda: testing.logged_frames(workdir) > start_frames + 500, proc)
       time.sleep(rng.uniform(0, 0.5))
     proc.send_signal(signal.SIGKILL if how == "kill" else signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
@@ -472,14 +417,14 @@ def test_kill_and_resume_completes_with_the_uninterrupted_budget(run_env, tmp_pa
       assert "stopped by SIGTERM" in stderr
     if how == "term":
       steps = checkpoint.Checkpointer(str(checkpoints), read_only=True).steps()
-      assert steps and steps[-1] == _progress(workdir), stderr[-3000:]  # Saved where it stopped.
+      assert steps and steps[-1] == testing.logged_frames(workdir), stderr[-3000:]  # Saved where it stopped.
   result = subprocess.run(_command(workdir, *overrides), cwd=REPO, env=run_env, capture_output=True, text=True,
                           timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
 
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["frames"] == config.total_frames
-  assert summary["updates"] == _budget_updates(config)
+  assert summary["updates"] == testing.budget_updates(config)
   resumes = recorder_lib.read_metrics(str(workdir), "resume")
   assert len(resumes) >= 3
   checkpointer = checkpoint.Checkpointer(str(checkpoints), read_only=True)
@@ -487,6 +432,6 @@ def test_kill_and_resume_completes_with_the_uninterrupted_budget(run_env, tmp_pa
   for step in checkpointer.steps():
     checkpointer.restore_step(step)  # Every checkpoint left is readable.
   assert not [n for n in os.listdir(checkpoints) if not n.isdigit()], os.listdir(checkpoints)
-  _check_logs(workdir, config)
+  testing.check_run_logs(workdir, config)
   with open(workdir / "eval.csv", newline="") as f:
     assert len(list(csv.reader(f))) == 1 + config.eval.num_episodes * 3
