@@ -24,16 +24,14 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from plasticity_rl import replay as replay_lib
+from plasticity_rl import train
 from plasticity_rl.agents import dqn
 from plasticity_rl.envs import atari
 
 PHASES = ("env step", "act", "replay.add", "replay.sample", "batch host→device", "update", "rest")
-
-_accumulate = jax.jit(lambda total, info: jax.tree.map(jnp.add, total, info))  # train.py's running sums of info.
 
 
 def full_width(config):
@@ -91,7 +89,7 @@ class _Loop:
 
   def _update(self) -> None:
     self.state, info = self.agent.update(self.state, self.replay.sample(self.config.learner.batch_size))
-    self.info_sum = info if self.info_sum is None else _accumulate(self.info_sum, info)  # As the loop does.
+    self.info_sum = info if self.info_sum is None else train.accumulate(self.info_sum, info)  # As the loop does.
 
   def run(self, iterations: int, overlap: bool) -> float:
     """Seconds for `iterations` un-instrumented iterations, in the loop's order (overlap) or the synchronous one."""
@@ -138,7 +136,7 @@ class _Loop:
         batch = jax.block_until_ready(jax.device_put(batch))
         u2 = time.perf_counter()
         self.state, info = jax.block_until_ready(self.agent.update(self.state, batch))
-        self.info_sum = info if self.info_sum is None else _accumulate(self.info_sum, info)
+        self.info_sum = info if self.info_sum is None else train.accumulate(self.info_sum, info)
         u3 = time.perf_counter()
         seconds["replay.sample"] += u1 - u0
         seconds["batch host→device"] += u2 - u1
