@@ -1,4 +1,4 @@
-"""Sweeps: games × variants × seeds, one workdir and one `plasticity_rl.main` process per run.
+"""Sweeps: games × variants × seeds, one workdir per run, run by `plasticity_rl.main` processes.
 
 The library behind scripts/launch_sweep.py:
 - `expand` turns game names and sets (atari57, atari26, atari5), variant names
@@ -6,16 +6,25 @@ The library behind scripts/launch_sweep.py:
   a log ROOT/logs/<game>/<variant>/seed_<n>.log (not in the workdir: main.py refuses a
   non-empty workdir it did not make; not beside it: a glob ROOT/*/*/* of workdirs, as
   the analysis takes them, would catch it), and the command line that runs it.
-- `check` parses every run's config exactly as main.py will (config_flags + validate),
-  so that a bad override or variant fails before anything starts, and compares it
-  with the config.json of a workdir that already exists.
-- `Manifest` is ROOT/sweep.json: the base config, the overrides, and every run with
-  its command line and status. A root holds one base config and one set of
-  overrides; games, variants and seeds may be added by later launches.
-- Runners: `run_local` (N concurrent subprocesses, one GPU each when there are
-  GPUs) and `submit` (submitit: a Slurm job array, or submitit's local executor).
-  Both re-run the same command on the same workdir, so an unfinished run resumes
-  and a finished one (summary.json present) is skipped.
+- `group` makes the unfinished runs into `Process`es: one per run (seeds_per_process=1),
+  or up to K consecutive seeds of one game and variant in one multi-seed process
+  (config.num_seeds, multi_seed.py): --workdir=ROOT/<game>/<variant>, --config.seed=<a>,
+  --config.num_seeds=<b-a+1>, which trains each seed in ROOT/<game>/<variant>/seed_<n> as a
+  single run would, and logs to ROOT/logs/<game>/<variant>/seeds_<a>-<b>.log. Only seeds that
+  would resume from the same frame count share a process (see `group`).
+- `check` parses every process's config exactly as main.py will (config_flags + validate),
+  so that a bad override or variant fails before anything starts, and compares each run's
+  config (a multi-seed process's: multi_seed.seed_config, seed n and num_seeds 1) with the
+  config.json of a workdir that already exists.
+- `Manifest` is ROOT/sweep.json: the base config, the overrides, and every run (seed) with
+  its status and the command line and log of the process that runs it ("process": its
+  name, --workdir and seeds when that is a multi-seed one). A root holds one base config
+  and one set of overrides; games, variants and seeds may be added by later launches, and
+  seeds_per_process may differ between launches.
+- Runners: `run_local` (N concurrent processes, one GPU each when there are GPUs) and
+  `submit` (submitit: a Slurm job array, one job per process, or submitit's local
+  executor). Both re-run the same command on the same workdir(s), so an unfinished run
+  resumes and a finished one (summary.json present) is skipped.
 """
 
 import contextlib
@@ -41,8 +50,8 @@ import submitit
 from plasticity_rl import atari_games
 
 MANIFEST = "sweep.json"
-LOGS = "logs"  # ROOT/logs/<game>/<variant>/seed_<n>.log
-RESERVED_FIELDS = ("game", "variant", "seed")  # The sweep sets these; overrides may not.
+LOGS = "logs"  # ROOT/logs/<game>/<variant>/seed_<n>.log, or seeds_<a>-<b>.log for a multi-seed process.
+RESERVED_FIELDS = ("game", "variant", "seed", "num_seeds")  # The sweep sets these; overrides may not.
 # Slurm states in which a submitted run is still queued or running (not to be submitted again).
 ACTIVE_JOB_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED",
                      "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT")
@@ -129,7 +138,7 @@ def resolve_variants(names: Iterable[str], variants_module) -> dict[str, dict[st
       raise SweepError(f"--variants: {e}") from None
     bad = [k for k in overrides if k in RESERVED_FIELDS]
     if bad:
-      raise SweepError(f"variant {name!r} sets {bad}: the sweep sets game, variant and seed itself")
+      raise SweepError(f"variant {name!r} sets {bad}: the sweep sets game, variant, seed and num_seeds itself")
     out[name] = overrides
   if not out:
     raise SweepError(f"--variants: no variant given; allowed: {variants_module.allowed()}")
@@ -163,7 +172,8 @@ def parse_override(text: str) -> tuple[str, str]:
                      "(or --config.learner.replay_ratio=0.5)")
   key, value = m.groups()
   if key in RESERVED_FIELDS:
-    raise SweepError(f"override {text!r}: the sweep sets config.{key} itself (use --games, --variants, --seeds)")
+    use = "--seeds_per_process" if key == "num_seeds" else "--games, --variants, --seeds"
+    raise SweepError(f"override {text!r}: the sweep sets config.{key} itself (use {use})")
   return key, value
 
 
@@ -185,12 +195,75 @@ class Run:
 
   @property
   def command(self) -> list[str]:
-    return [sys.executable, "-m", "plasticity_rl.main", self.config_args[0], f"--workdir={self.workdir}",
-            *self.config_args[1:]]
+    return _command(self.config_args, self.workdir)
 
   def spec(self) -> dict[str, Any]:
     """What a submitted job needs (plain data, picklable)."""
-    return {"name": self.name, "workdir": self.workdir, "log": self.log, "command": self.command, "cwd": self.cwd}
+    return {"name": self.name, "workdir": self.workdir, "workdirs": [self.workdir], "log": self.log,
+            "command": self.command, "cwd": self.cwd}
+
+
+def _command(config_args: Sequence[str], workdir: str) -> list[str]:
+  return [sys.executable, "-m", "plasticity_rl.main", config_args[0], f"--workdir={workdir}", *config_args[1:]]
+
+
+def _without_seed(config_args: Sequence[str]) -> tuple[str, ...]:
+  return tuple(a for a in config_args if not a.startswith("--config.seed="))
+
+
+@dataclasses.dataclass(frozen=True)
+class Process:
+  """One `plasticity_rl.main` process: one run, or the runs of consecutive seeds of one game and variant.
+
+  A single run's process is the run's own command and log. Seeds a…b together
+  are one multi-seed process (--config.seed=a --config.num_seeds=b-a+1) whose
+  --workdir is their parent ROOT/<game>/<variant>: each seed still trains in
+  its own ROOT/<game>/<variant>/seed_<n>. Its log is
+  ROOT/logs/<game>/<variant>/seeds_<a>-<b>.log.
+  """
+  runs: tuple[Run, ...]
+
+  @property
+  def multi(self) -> bool:
+    return len(self.runs) > 1
+
+  @property
+  def seeds(self) -> list[int]:
+    return [r.seed for r in self.runs]
+
+  @property
+  def _seed_range(self) -> str:
+    return f"seeds_{self.runs[0].seed}-{self.runs[-1].seed}"
+
+  @property
+  def name(self) -> str:
+    first = self.runs[0]
+    return f"{os.path.dirname(first.name)}/{self._seed_range}" if self.multi else first.name
+
+  @property
+  def workdir(self) -> str:
+    return os.path.dirname(self.runs[0].workdir) if self.multi else self.runs[0].workdir
+
+  @property
+  def log(self) -> str:
+    first = self.runs[0]
+    return os.path.join(os.path.dirname(first.log), f"{self._seed_range}.log") if self.multi else first.log
+
+  @property
+  def config_args(self) -> tuple[str, ...]:
+    first = self.runs[0]
+    if not self.multi:
+      return first.config_args
+    return (*_without_seed(first.config_args), f"--config.seed={first.seed}", f"--config.num_seeds={len(self.runs)}")
+
+  @property
+  def command(self) -> list[str]:
+    return _command(self.config_args, self.workdir)
+
+  def spec(self) -> dict[str, Any]:
+    """What a submitted job needs (plain data, picklable); `workdirs`: the runs' (where summary.json goes)."""
+    return {"name": self.name, "workdir": self.workdir, "workdirs": [r.workdir for r in self.runs], "log": self.log,
+            "command": self.command, "cwd": self.runs[0].cwd}
 
 
 def config_spec(config: str) -> str:
@@ -242,6 +315,57 @@ def expand(root: str, config: str, games: Sequence[str], variants: dict[str, dic
   return runs
 
 
+def last_checkpoint(workdir: str) -> int | None:
+  """The frame count of the newest complete checkpoint in workdir/checkpoints (orbax's <step>/), or None."""
+  directory = os.path.join(workdir, "checkpoints")
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return None
+  return max((int(n) for n in names if n.isdigit() and os.path.isdir(os.path.join(directory, n))), default=None)
+
+
+def check_seeds_per_process(seeds_per_process: int) -> None:
+  if not isinstance(seeds_per_process, int) or seeds_per_process < 1:
+    raise SweepError(f"--seeds_per_process must be an integer ≥ 1 (1: a process per run), got {seeds_per_process!r}")
+
+
+def group(runs: Sequence[Run], seeds_per_process: int = 1) -> list[Process]:
+  """The unfinished runs as processes of up to `seeds_per_process` seeds, ordered by their first run.
+
+  Finished runs (summary.json) are left out: they are never started again. A
+  multi-seed process takes runs of one game and variant (the same flags but
+  the seed) whose seeds are consecutive integers and which would resume from
+  the same frame count: the newest checkpoint of each, or none. Seeds at
+  different frame counts go to different processes, because
+  multi_seed.train_seeds resumes all its seeds from a checkpoint they have in
+  common: it would set a seed back to an older one, or, with none in common,
+  train every seed again from 0 frames on top of its own checkpoints.
+  """
+  check_seeds_per_process(seeds_per_process)
+  todo = [r for r in runs if not is_done(r)]
+  if seeds_per_process == 1:
+    return [Process((r,)) for r in todo]
+  buckets: dict[tuple, list[Run]] = {}
+  for run in todo:
+    key = (os.path.dirname(run.workdir), os.path.dirname(run.log), run.cwd, _without_seed(run.config_args))
+    buckets.setdefault(key, []).append(run)
+  processes = []
+  for bucket in buckets.values():
+    current, current_resume = [], None
+    for run in sorted(bucket, key=lambda r: r.seed):
+      resume = last_checkpoint(run.workdir)
+      if current and (len(current) == seeds_per_process or run.seed != current[-1].seed + 1
+                      or resume != current_resume):
+        processes.append(Process(tuple(current)))
+        current = []
+      current.append(run)
+      current_resume = resume
+    processes.append(Process(tuple(current)))
+  order = {r.name: i for i, r in enumerate(todo)}
+  return sorted(processes, key=lambda p: min(order[r.name] for r in p.runs))
+
+
 def parse_config(config_args: Sequence[str]):
   """The ConfigDict main.py would build from these flags (config_flags, then validate).
 
@@ -272,19 +396,45 @@ def parse_config(config_args: Sequence[str]):
   return config
 
 
-def check(runs: Sequence[Run]) -> dict[str, str]:
+def check(runs: Sequence[Run], processes: Sequence[Process] = ()) -> dict[str, str]:
   """Parses and validates every run's config; returns {name: problem} for workdirs main.py would refuse.
 
-  A bad config (unknown field, impossible value) raises SweepError naming the
-  run. A workdir that exists with another config.json, or non-empty without
-  one, is a *conflict*: returned, for the caller to report.
+  A run in a multi-seed process of `processes` (group) is checked as that
+  process will run it: the process's config is parsed and validated (with its
+  num_seeds), and the run's workdir must hold, if anything, the config.json
+  multi_seed.seed_config writes (its seed, num_seeds 1), which is the one a
+  single run writes. A bad config (unknown field, impossible value) raises
+  SweepError naming the run or process. A workdir that exists with another
+  config.json, or non-empty without one, is a *conflict*: returned, for the
+  caller to report.
   """
-  conflicts = {}
-  for run in runs:
+  conflicts, multi = {}, {}
+  for process in processes:
+    if not process.multi:
+      continue
     try:
-      config = parse_config(run.config_args)
+      config = parse_config(process.config_args)
     except SweepError as e:
-      raise SweepError(f"run {run.name} (variant {run.variant!r}): {e}") from None
+      raise SweepError(f"process {process.name} (variant {process.runs[0].variant!r}, seeds {process.seeds} in one "
+                       f"process; --seeds_per_process=1 runs each alone): {e}") from None
+    parent_config = os.path.join(process.workdir, "config.json")
+    for run in process.runs:
+      multi[run.name] = config
+      if os.path.exists(parent_config):
+        conflicts[run.name] = (f"{parent_config} exists: {process.workdir} holds a single run, and the multi-seed "
+                               f"process of seeds {process.seeds} (--workdir={process.workdir}) would refuse it")
+  if multi:
+    from plasticity_rl import multi_seed  # pylint: disable=g-import-not-at-top  (imports jax, envpool)
+  for run in runs:
+    if run.name in conflicts:
+      continue
+    if run.name in multi:
+      config = multi_seed.seed_config(multi[run.name], run.seed)
+    else:
+      try:
+        config = parse_config(run.config_args)
+      except SweepError as e:
+        raise SweepError(f"run {run.name} (variant {run.variant!r}): {e}") from None
     path = os.path.join(run.workdir, "config.json")
     if os.path.exists(path):
       with open(path) as f:
@@ -361,9 +511,21 @@ class Manifest:
   def get(self, name: str) -> dict[str, Any]:
     return self._runs.get(name, {})
 
-  def add_launch(self, argv: Sequence[str], runner: str, runs: Sequence[Run]) -> None:
-    self.data["launches"].append({"time": _now(), "host": socket.gethostname(), "runner": runner,
-                                  "argv": list(argv), "runs": len(runs)})
+  def add_launch(self, argv: Sequence[str], runner: str, runs: Sequence[Run],
+                 processes: Sequence[Process] | None = None) -> None:
+    """Records a launch and its runs. `processes` (default: group(runs)) are those it will start.
+
+    A run in one of them gets that process's command line and log ("process":
+    its name, --workdir and seeds when it runs several seeds); another one
+    keeps what an earlier launch recorded (the process that finished it, or
+    whose Slurm job still runs it).
+    """
+    processes = group(runs) if processes is None else processes
+    launch = {"time": _now(), "host": socket.gethostname(), "runner": runner, "argv": list(argv), "runs": len(runs)}
+    if any(p.multi for p in processes):
+      launch.update(processes=len(processes), seeds_per_process=max(len(p.runs) for p in processes))
+    self.data["launches"].append(launch)
+    process_of = {r.name: p for p in processes for r in p.runs}
     for run in runs:
       entry = self._runs.get(run.name)
       if entry is None:
@@ -372,13 +534,22 @@ class Manifest:
         self.data["runs"].append(entry)
       entry.update(game=run.game, variant=run.variant, seed=run.seed,
                    variant_overrides={k: list(v) if isinstance(v, tuple) else v for k, v in run.variant_overrides},
-                   workdir=run.workdir, log=run.log, cwd=run.cwd, command=run.command,
-                   command_line=shlex.join(run.command))
+                   workdir=run.workdir, cwd=run.cwd)
+      process = process_of.get(run.name)
+      if process is not None or "command" not in entry:
+        process = process or Process((run,))
+        entry.update(log=process.log, command=process.command, command_line=shlex.join(process.command))
+        if process.multi:
+          entry["process"] = {"name": process.name, "workdir": process.workdir, "seeds": process.seeds}
+        else:
+          entry.pop("process", None)
       if is_done(run):
         entry["status"] = "done"
 
-  def update(self, name: str, **fields: Any) -> None:
-    self._runs[name].update(fields)
+  def update(self, *names: str, **fields: Any) -> None:
+    """Sets fields of the named runs' entries, then saves."""
+    for name in names:
+      self._runs[name].update(fields)
     self.save()
 
   def save(self) -> None:
@@ -456,11 +627,15 @@ def statuses(runs: Sequence[Run], manifest: Manifest, conflicts: dict[str, str],
   return out
 
 
-def print_plan(runs: Sequence[Run], status: dict[str, str], conflicts: dict[str, str], out: TextIO) -> None:
-  """The run list with statuses, then the counts."""
+def print_plan(runs: Sequence[Run], status: dict[str, str], conflicts: dict[str, str], out: TextIO,
+               processes: Sequence[Process] = ()) -> None:
+  """The run list with statuses (and the multi-seed process of each run to go), then the counts."""
   width = max(len(s) for s in status.values()) if status else 7
+  process_of = {r.name: p for p in processes if p.multi for r in p.runs}
   for run in runs:
     line = f"  {status[run.name]:<{width}}  {run.name}"
+    if run.name in process_of:
+      line += f"  [process {process_of[run.name].name}]"
     if run.name in conflicts:
       line += f"  ({conflicts[run.name]})"
     out.write(line + "\n")
@@ -468,6 +643,8 @@ def print_plan(runs: Sequence[Run], status: dict[str, str], conflicts: dict[str,
   for s in status.values():
     counts[s] = counts.get(s, 0) + 1
   out.write(f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "\n")
+  if process_of:
+    out.write(f"{sum(len(p.runs) for p in processes)} runs to go{_counts(processes)}\n")
   out.flush()
 
 
@@ -547,11 +724,14 @@ def log_tail(path: str, lines: int = 5) -> str:
 
 
 def outcome(spec: dict[str, Any], returncode: int) -> str | None:
-  """None when the run finished (exit 0 and summary.json); else why not."""
-  if returncode == 0 and os.path.exists(os.path.join(spec["workdir"], "summary.json")):
+  """None when the process finished (exit 0 and summary.json in every run's workdir); else why not."""
+  workdirs = spec.get("workdirs", [spec["workdir"]])
+  missing = [w for w in workdirs if not os.path.exists(os.path.join(w, "summary.json"))]
+  if returncode == 0 and not missing:
     return None
   if returncode == 0:
-    return "exited 0 without writing summary.json"
+    where = f" in {', '.join(os.path.basename(w) for w in missing)}" if len(workdirs) > 1 else ""
+    return f"exited 0 without writing summary.json{where}"
   if returncode < 0:
     number = -returncode
     return f"killed by signal {signal.Signals(number).name if number in signal.valid_signals() else number}"
@@ -579,7 +759,7 @@ def detect_gpus() -> list[str]:
 
 
 class _Progress:
-  """Prints one line per event and a status line every `every_s` seconds."""
+  """Prints one line per event and a status line every `every_s` seconds; counts runs (seeds), not processes."""
 
   def __init__(self, total: int, out: TextIO, every_s: float):
     self.total, self.out, self.every_s = total, out, every_s
@@ -594,89 +774,104 @@ class _Progress:
     self.out.flush()
     self.last = time.time()
 
-  def tick(self, running: dict) -> None:
+  def tick(self, running: int, started: dict[str, float]) -> None:
+    """`running` runs in the processes `started` ({name: start time})."""
     if time.time() - self.last >= self.every_s:
       ages = ", ".join(f"{name} {datetime.timedelta(seconds=int(time.time() - t0))}"
-                       for name, (_, t0, _) in list(running.items())[:4])
-      self.line(len(running), f"running: {ages}" + (" …" if len(running) > 4 else ""))
+                       for name, t0 in list(started.items())[:4])
+      self.line(running, f"running: {ages}" + (" …" if len(started) > 4 else ""))
+
+
+def _counts(processes: Sequence[Process]) -> str:
+  """' in 3 processes (up to 2 seeds each)' when some process runs several seeds; else ''."""
+  if not any(p.multi for p in processes):
+    return ""
+  n = len(processes)
+  return f" in {n} process{'es' if n != 1 else ''} (up to {max(len(p.runs) for p in processes)} seeds each)"
 
 
 def run_local(runs: Sequence[Run], manifest: Manifest, parallel: int = 1, gpus: Sequence[str] = (),
               out: TextIO = sys.stdout, progress_every_s: float = 60.0, poll_s: float = 0.5,
-              make_spec: Callable[[Run], dict[str, Any]] = Run.spec) -> int:
-  """Runs every unfinished run, `parallel` at a time; returns how many failed.
+              make_spec: Callable[[Process], dict[str, Any]] = Process.spec, seeds_per_process: int = 1,
+              processes: Sequence[Process] | None = None) -> int:
+  """Runs every unfinished run, `parallel` processes at a time; returns how many runs failed.
 
-  With GPUs, each run gets CUDA_VISIBLE_DEVICES=<one id>, the least-used one
-  (round-robin); when several runs share a GPU, each gets an equal share of its
-  memory (XLA_PYTHON_CLIENT_MEM_FRACTION) unless that is set already. A failed
-  run is reported with its log; the others go on. Ctrl-C stops every run (they
-  resume on the next launch).
+  The processes are `processes`, or group(runs, seeds_per_process). With
+  GPUs, each process gets CUDA_VISIBLE_DEVICES=<one id>, the least-used one
+  (round-robin); when several processes share a GPU, each gets an equal share
+  of its memory (XLA_PYTHON_CLIENT_MEM_FRACTION) unless that is set already. A
+  failed process is reported with its log (every run in it failed); the others
+  go on. Ctrl-C stops every process (they resume on the next launch).
   """
-  todo = [r for r in runs if not is_done(r)]
-  skipped = len(runs) - len(todo)
+  processes = group(runs, seeds_per_process) if processes is None else processes
+  todo = [p for p in processes if not all(is_done(r) for r in p.runs)]
+  skipped = sum(is_done(r) for r in runs)
+  to_run = sum(len(p.runs) for p in todo)
   parallel = max(1, parallel)
   gpus = list(gpus)
   base_env = dict(os.environ)
   if gpus and parallel > len(gpus) and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in base_env:
     base_env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / math.ceil(parallel / len(gpus)):.2f}"
-  out.write(f"{len(runs)} runs: {skipped} done already (skipped), {len(todo)} to run, {parallel} at a time "
-            f"on {'GPUs ' + ','.join(gpus) if gpus else 'CPU'}\n")
+  out.write(f"{len(runs)} runs: {skipped} done already (skipped), {to_run} to run{_counts(todo)}, {parallel} at a "
+            f"time on {'GPUs ' + ','.join(gpus) if gpus else 'CPU'}\n")
   out.flush()
-  progress = _Progress(len(todo), out, progress_every_s)
-  running: dict[str, tuple[subprocess.Popen, float, str | None]] = {}
-  failures: list[tuple[Run, str]] = []
+  progress = _Progress(to_run, out, progress_every_s)
+  running: dict[str, tuple[subprocess.Popen, float, str | None, Process]] = {}
+  failures: list[tuple[Process, str]] = []
   queue = list(todo)
-  by_name = {r.name: r for r in todo}
+  runs_running = lambda: sum(len(p.runs) for _, _, _, p in running.values())
   try:
     while queue or running:
       while queue and len(running) < parallel:
-        run = queue.pop(0)
-        gpu = min(gpus, key=lambda g: sum(1 for _, _, x in running.values() if x == g)) if gpus else None
+        process = queue.pop(0)
+        names = [r.name for r in process.runs]
+        gpu = min(gpus, key=lambda g: sum(1 for _, _, x, _ in running.values() if x == g)) if gpus else None
         env = dict(base_env)
         if gpu is not None:
           env["CUDA_VISIBLE_DEVICES"] = gpu
-        attempt = manifest.get(run.name).get("attempts", 0) + 1
-        resume = disk_status(run) == "resume"
-        proc = start_process(make_spec(run), env, attempt, f", GPU {gpu}" if gpu is not None else "")
-        running[run.name] = (proc, time.time(), gpu)
-        manifest.update(run.name, status="running", attempts=attempt, started=_now(), finished=None,
+        attempt = max(manifest.get(name).get("attempts", 0) for name in names) + 1
+        resume = any(disk_status(r) == "resume" for r in process.runs)
+        proc = start_process(make_spec(process), env, attempt, f", GPU {gpu}" if gpu is not None else "")
+        running[process.name] = (proc, time.time(), gpu, process)
+        manifest.update(*names, status="running", attempts=attempt, started=_now(), finished=None,
                         returncode=None, runner="local", gpu=gpu, pid=proc.pid, host=socket.gethostname())
-        progress.line(len(running), f"start {run.name}{' (resuming)' if resume else ''}"
+        progress.line(runs_running(), f"start {process.name}{' (resuming)' if resume else ''}"
                       f"{f' on GPU {gpu}' if gpu is not None else ''}")
       time.sleep(poll_s)
-      for name, (proc, t0, _) in list(running.items()):
+      for name, (proc, t0, _, process) in list(running.items()):
         rc = proc.poll()
         if rc is None:
           continue
         del running[name]
-        run = by_name[name]
-        problem = outcome(make_spec(run), rc)
+        names = [r.name for r in process.runs]
+        problem = outcome(make_spec(process), rc)
         took = datetime.timedelta(seconds=int(time.time() - t0))
         if problem is None:
-          progress.done += 1
-          manifest.update(name, status="done", returncode=rc, finished=_now(), pid=None)
-          progress.line(len(running), f"done  {name} ({took})")
+          progress.done += len(names)
+          manifest.update(*names, status="done", returncode=rc, finished=_now(), pid=None)
+          progress.line(runs_running(), f"done  {name} ({took})")
         else:
-          progress.failed += 1
-          failures.append((run, problem))
-          manifest.update(name, status="failed", returncode=rc, finished=_now(), pid=None, error=problem)
-          tail = log_tail(run.log)
-          progress.line(len(running), f"FAILED {name} ({problem}, after {took}); log: {run.log}" +
+          progress.failed += len(names)
+          failures.append((process, problem))
+          manifest.update(*names, status="failed", returncode=rc, finished=_now(), pid=None, error=problem)
+          tail = log_tail(process.log)
+          progress.line(runs_running(), f"FAILED {name} ({problem}, after {took}); log: {process.log}" +
                         ("\n    " + tail.replace("\n", "\n    ") if tail else ""))
-      progress.tick(running)
+      progress.tick(runs_running(), {name: t0 for name, (_, t0, _, _) in running.items()})
   except KeyboardInterrupt:
-    out.write(f"\ninterrupted: stopping {len(running)} run(s); launch again with the same flags to resume\n")
-    for name, (proc, _, _) in running.items():
+    out.write(f"\ninterrupted: stopping {len(running)} process(es); launch again with the same flags to resume\n")
+    for proc, _, _, process in running.values():
       stop_process(proc, grace_s=30.0)
-      manifest.update(name, status="interrupted", returncode=proc.returncode, finished=_now(), pid=None)
+      manifest.update(*(r.name for r in process.runs), status="interrupted", returncode=proc.returncode,
+                      finished=_now(), pid=None)
     out.flush()
     raise
   out.write(f"finished: {progress.done} done, {progress.failed} failed, {skipped} skipped (done before)"
             f" in {datetime.timedelta(seconds=int(time.time() - progress.start))}\n")
-  for run, problem in failures:
-    out.write(f"  FAILED {run.name}: {problem}; log: {run.log}\n")
+  for process, problem in failures:
+    out.write(f"  FAILED {process.name}: {problem}; log: {process.log}\n")
   out.flush()
-  return len(failures)
+  return progress.failed
 
 
 # ----------------------------------------------------------------------------- submitit runner
@@ -687,12 +882,12 @@ class RunFailed(RuntimeError):
 
 
 class SubmittedRun(submitit.helpers.Checkpointable):
-  """The callable a submitit job runs: one run's command, as a subprocess, its output to the run's log.
+  """The callable a submitit job runs: one process's command, as a subprocess, its output to the process's log.
 
   Checkpointable: on pre-emption or timeout, submitit calls `checkpoint`, which
   stops the process (SIGTERM, then SIGKILL after `grace_s`) and requeues the
-  same command — it resumes from the workdir's last checkpoint. A requeued job
-  whose run has finished (summary.json) returns at once.
+  same command — it resumes from the workdirs' last checkpoint. A requeued job
+  whose runs have finished (summary.json in each) returns at once.
   """
 
   def __init__(self, grace_s: float = 150.0):
@@ -700,8 +895,8 @@ class SubmittedRun(submitit.helpers.Checkpointable):
     self._proc = None
 
   def __call__(self, spec: dict[str, Any]) -> dict[str, Any]:
-    summary = os.path.join(spec["workdir"], "summary.json")
-    if not os.path.exists(summary):
+    workdirs = spec.get("workdirs", [spec["workdir"]])
+    if not all(os.path.exists(os.path.join(w, "summary.json")) for w in workdirs):
       attempt = 1
       with contextlib.suppress(OSError), open(spec["log"], errors="replace") as f:
         attempt += len(re.findall(r"^===== \S+ attempt \d+ on ", f.read(), re.MULTILINE))
@@ -715,10 +910,13 @@ class SubmittedRun(submitit.helpers.Checkpointable):
       if problem is not None:
         tail = log_tail(spec["log"])
         raise RunFailed(f"{spec['name']}: {problem}; log: {spec['log']}" + (f"\n{tail}" if tail else ""))
-    with open(summary) as f:
-      s = json.load(f)
-    return {"name": spec["name"], "workdir": spec["workdir"],
-            **{k: s.get(k) for k in ("frames", "final_eval_return", "best_eval_return", "wall_seconds")}}
+    results = []
+    for workdir in workdirs:
+      with open(os.path.join(workdir, "summary.json")) as f:
+        s = json.load(f)
+      results.append({"name": spec["name"] if len(workdirs) == 1 else os.path.basename(workdir), "workdir": workdir,
+                      **{k: s.get(k) for k in ("frames", "final_eval_return", "best_eval_return", "wall_seconds")}})
+    return results[0] if len(results) == 1 else {"name": spec["name"], "workdir": spec["workdir"], "runs": results}
 
   def checkpoint(self, spec: dict[str, Any]):  # pylint: disable=arguments-differ
     if self._proc is not None and self._proc.poll() is None:
@@ -739,64 +937,72 @@ def make_executor(root: str, cluster: str, parameters: dict[str, Any]):
 
 
 def submit(runs: Sequence[Run], manifest: Manifest, cluster: str = "slurm", parameters: dict[str, Any] | None = None,
-           out: TextIO = sys.stdout, grace_s: float = 150.0, skip: Iterable[str] = ()) -> list[tuple[Run, Any]]:
-  """Submits every unfinished run (one job array on Slurm); returns [(run, submitit job)].
+           out: TextIO = sys.stdout, grace_s: float = 150.0, skip: Iterable[str] = (), seeds_per_process: int = 1,
+           processes: Sequence[Process] | None = None) -> list[tuple[Process, Any]]:
+  """Submits every unfinished run, one job per process (one job array on Slurm); returns [(process, submitit job)].
 
   `parameters` go to submitit's AutoExecutor.update_parameters (timeout_min,
-  gpus_per_node, slurm_partition, slurm_array_parallelism, …); `cluster` is
-  "slurm", or "local"/"debug" for submitit's executors on this machine.
-  `skip`: runs whose job is still queued or running.
+  gpus_per_node, slurm_partition, slurm_array_parallelism, …: per job, so per
+  process); `cluster` is "slurm", or "local"/"debug" for submitit's executors
+  on this machine. `skip`: runs whose job is still queued or running. The
+  processes are `processes`, or group(the other runs, seeds_per_process).
   """
   skip = set(skip)
-  todo = [r for r in runs if not is_done(r) and r.name not in skip]
+  if processes is None:
+    processes = group([r for r in runs if r.name not in skip], seeds_per_process)
+  todo = [p for p in processes if not all(is_done(r) for r in p.runs) and not any(r.name in skip for r in p.runs)]
   out.write(f"{len(runs)} runs: {sum(is_done(r) for r in runs)} done already (skipped), "
             + (f"{len(skip)} still queued or running (skipped), " if skip else "")
-            + f"{len(todo)} to submit ({cluster})\n")
+            + f"{sum(len(p.runs) for p in todo)} to submit{_counts(todo)} ({cluster})\n")
   out.flush()
   if not todo:
     return []
   executor = make_executor(manifest.root, cluster, parameters or {})
-  jobs = executor.map_array(SubmittedRun(grace_s), [r.spec() for r in todo])
+  jobs = executor.map_array(SubmittedRun(grace_s), [p.spec() for p in todo])
   folder = str(executor.folder)
-  for run, job in zip(todo, jobs):
-    entry = manifest.get(run.name)
-    manifest.update(run.name, status="submitted", runner="submitit", cluster=cluster, job_id=str(job.job_id),
-                    submitit_folder=folder, submitted=_now(), attempts=entry.get("attempts", 0) + 1,
-                    returncode=None, finished=None, error=None)
-    out.write(f"  job {job.job_id}  {run.name}\n")
+  for process, job in zip(todo, jobs):
+    names = [r.name for r in process.runs]
+    attempts = max(manifest.get(name).get("attempts", 0) for name in names) + 1
+    manifest.update(*names, status="submitted", runner="submitit", cluster=cluster, job_id=str(job.job_id),
+                    submitit_folder=folder, submitted=_now(), attempts=attempts, returncode=None, finished=None,
+                    error=None)
+    out.write(f"  job {job.job_id}  {process.name}\n")
+  logs = "seed_<n>.log" + (" or seeds_<a>-<b>.log" if any(p.multi for p in todo) else "")
   out.write(f"submitted {len(jobs)} job(s); submitit's logs: {os.path.dirname(folder)}/<job id>/, "
-            f"each run's output: {os.path.join(manifest.root, LOGS)}/<game>/<variant>/seed_<n>.log\n")
+            f"each process's output: {os.path.join(manifest.root, LOGS)}/<game>/<variant>/{logs}\n")
   out.flush()
   return list(zip(todo, jobs))
 
 
-def wait_jobs(submitted: Sequence[tuple[Run, Any]], manifest: Manifest, out: TextIO = sys.stdout,
+def wait_jobs(submitted: Sequence[tuple[Process, Any]], manifest: Manifest, out: TextIO = sys.stdout,
               progress_every_s: float = 60.0, poll_s: float = 1.0) -> int:
-  """Waits for submitted jobs, reporting each; returns how many failed."""
-  progress = _Progress(len(submitted), out, progress_every_s)
+  """Waits for submitted jobs (one per process), reporting each; returns how many runs failed."""
+  progress = _Progress(sum(len(p.runs) for p, _ in submitted), out, progress_every_s)
   failures = []
-  pending = {run.name: (run, job) for run, job in submitted}
+  pending = {process.name: (process, job) for process, job in submitted}
+  pending_runs = lambda: sum(len(p.runs) for p, _ in pending.values())
   while pending:
     time.sleep(poll_s)
-    for name, (run, job) in list(pending.items()):
+    for name, (process, job) in list(pending.items()):
       if not job.done():
         continue
       del pending[name]
+      names = [r.name for r in process.runs]
       error = job.exception()
-      if error is None and is_done(run):
-        progress.done += 1
-        manifest.update(name, status="done", finished=_now(), returncode=0)
-        progress.line(len(pending), f"done  {name} (job {job.job_id})")
+      if error is None and all(is_done(r) for r in process.runs):
+        progress.done += len(names)
+        manifest.update(*names, status="done", finished=_now(), returncode=0)
+        progress.line(pending_runs(), f"done  {name} (job {job.job_id})")
       else:
-        progress.failed += 1
+        progress.failed += len(names)
         lines = str(error or "no summary.json").strip().splitlines()
-        failures.append((run, job))
-        manifest.update(name, status="failed", finished=_now(), error=lines[-1] if lines else "")
-        progress.line(len(pending), f"FAILED {name} (job {job.job_id}); log: {run.log}; "
+        failures.append((process, job))
+        manifest.update(*names, status="failed", finished=_now(), error=lines[-1] if lines else "")
+        progress.line(pending_runs(), f"FAILED {name} (job {job.job_id}); log: {process.log}; "
                       f"submitit log: {job.paths.stderr}")
-    progress.tick({n: (None, progress.start, None) for n in pending})
+    progress.tick(pending_runs(), {n: progress.start for n in pending})
   out.write(f"finished: {progress.done} done, {progress.failed} failed\n")
-  for run, job in failures:
-    out.write(f"  FAILED {run.name}: log {run.log}; submitit log {job.paths.stderr}\n")
+  for process, job in failures:
+    out.write(f"  FAILED {process.name}: log {process.log}; submitit log {job.paths.stderr}\n")
   out.flush()
-  return len(failures)
+  return progress.failed

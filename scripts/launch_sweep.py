@@ -1,4 +1,4 @@
-r"""Launches a sweep: games × variants × seeds, one workdir and one process per run.
+r"""Launches a sweep: games × variants × seeds, one workdir per run, one process per run or per K seeds.
 
   python scripts/launch_sweep.py --config=configs/dqn.py --root=runs/atari5 \
       --games=atari5 --variants=baseline,inject@50M --num_seeds=5 --parallel=4
@@ -6,12 +6,21 @@ r"""Launches a sweep: games × variants × seeds, one workdir and one process pe
       --variants=baseline,inject@250k --seeds=0,1 --config.total_frames=500000 --dry_run
   python scripts/launch_sweep.py --config=configs/dqn.py --root=/scratch/runs/atari57 --games=atari57 \
       --variants=baseline,inject@50M --num_seeds=3 --runner=slurm --slurm_partition=gpu --timeout_min=2880
+  python scripts/launch_sweep.py --config=configs/dqn.py --root=runs/atari5 --games=atari5 \
+      --variants=baseline --num_seeds=8 --seeds_per_process=4 --parallel=2   # 2 processes of 4 seeds per game
 
 Each run is `python -m plasticity_rl.main --config=… --workdir=ROOT/<game>/<variant>/seed_<n>`
 with config.game, config.variant and config.seed set, its output in ROOT/logs/<game>/<variant>/seed_<n>.log.
+With --seeds_per_process=K > 1, up to K consecutive seeds of a game and variant train in one process
+(config.num_seeds, plasticity_rl/multi_seed.py): --workdir=ROOT/<game>/<variant> --config.seed=<a>
+--config.num_seeds=<b-a+1>, each seed still in ROOT/<game>/<variant>/seed_<n>, the output in
+ROOT/logs/<game>/<variant>/seeds_<a>-<b>.log; --parallel and each Slurm job (and its --gpus_per_run,
+--cpus_per_run, --mem_gb) count processes. Only unfinished seeds that would resume from the same
+checkpoint are grouped, so K may change from one launch to the next.
 ROOT/sweep.json is the manifest. Launching again skips finished runs (summary.json) and
 resumes the others; --dry_run prints the runs and their status and changes nothing.
-Overrides for every run: --config.x=y (as for main.py) or --override=x=y, repeatable.
+Overrides for every run: --config.x=y (as for main.py) or --override=x=y, repeatable
+(not game, variant, seed or num_seeds: the sweep sets those).
 Variants: configs/variants.py (baseline, inject@50M, inject@25M+75M, grow, …, and patterns inject@<F>[+<F>…],
 grow@<F>[+<F>…] with frame counts like 2k or 50M for short runs).
 """
@@ -34,6 +43,9 @@ _GAMES = flags.DEFINE_list("games", None, "Games and/or sets: atari57, atari26, 
 _VARIANTS = flags.DEFINE_list("variants", ["baseline"], "Variant names from --variants_file.")
 _SEEDS = flags.DEFINE_list("seeds", None, "Seeds, e.g. 0,1,2.")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", None, "Seeds 0..N-1 (instead of --seeds).")
+_SEEDS_PER_PROCESS = flags.DEFINE_integer(
+    "seeds_per_process", 1, "Train up to this many consecutive seeds of a game and variant in one process "
+    "(config.num_seeds; each seed keeps its seed_<n> workdir). --parallel and Slurm jobs count processes.")
 _OVERRIDE = flags.DEFINE_multi_string("override", [], "field=value for every run (repeatable); "
                                       "the same as a --config.field=value argument.")
 _VARIANTS_FILE = flags.DEFINE_string("variants_file", os.path.join(_REPO, "configs", "variants.py"),
@@ -41,24 +53,26 @@ _VARIANTS_FILE = flags.DEFINE_string("variants_file", os.path.join(_REPO, "confi
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the runs and their status; launch and write nothing.")
 _RUNNER = flags.DEFINE_enum("runner", "local", ["local", "slurm"], "local: subprocesses here; slurm: submitit.")
 # local runner
-_PARALLEL = flags.DEFINE_integer("parallel", None, "local: concurrent runs (default: one per GPU, else 1).")
-_GPUS = flags.DEFINE_list("gpus", None, "local: GPU ids to pin runs to, round-robin (default: CUDA_VISIBLE_DEVICES, "
-                          "else nvidia-smi -L; --gpus= for CPU only).")
+_PARALLEL = flags.DEFINE_integer("parallel", None, "local: concurrent processes (default: one per GPU, else 1).")
+_GPUS = flags.DEFINE_list("gpus", None, "local: GPU ids to pin processes to, round-robin (default: "
+                          "CUDA_VISIBLE_DEVICES, else nvidia-smi -L; --gpus= for CPU only).")
 _PROGRESS_S = flags.DEFINE_float("progress_s", 60.0, "Print a status line at least this often (seconds) "
                                   "while runs are going.")
 # slurm runner (submitit)
 _CLUSTER = flags.DEFINE_enum("submitit_cluster", "slurm", ["slurm", "local", "debug"],
                              "slurm: sbatch job array; local/debug: submitit's executors on this machine (tests).")
-_TIMEOUT_MIN = flags.DEFINE_integer("timeout_min", 24 * 60, "slurm: time limit per job (minutes); "
+_TIMEOUT_MIN = flags.DEFINE_integer("timeout_min", 24 * 60, "slurm: time limit per job (one process; minutes); "
                                     "a job that reaches it is requeued and resumes.")
 _PARTITION = flags.DEFINE_string("slurm_partition", None, "slurm: partition.")
 _ACCOUNT = flags.DEFINE_string("slurm_account", None, "slurm: account.")
 _QOS = flags.DEFINE_string("slurm_qos", None, "slurm: QOS.")
 _CONSTRAINT = flags.DEFINE_string("slurm_constraint", None, "slurm: node constraint, e.g. a100.")
 _ARRAY_PARALLELISM = flags.DEFINE_integer("slurm_array_parallelism", 256, "slurm: max jobs of the array at once.")
-_GPUS_PER_RUN = flags.DEFINE_integer("gpus_per_run", 1, "slurm: GPUs per run.")
-_CPUS_PER_RUN = flags.DEFINE_integer("cpus_per_run", 8, "slurm: CPUs per run (envpool uses them).")
-_MEM_GB = flags.DEFINE_integer("mem_gb", 64, "slurm: memory per run (GB); 1M replay frames ≈ 7 GB.")
+_GPUS_PER_RUN = flags.DEFINE_integer("gpus_per_run", 1, "slurm: GPUs per job (one process: one run, or "
+                                     "--seeds_per_process seeds, sharded over its GPUs).")
+_CPUS_PER_RUN = flags.DEFINE_integer("cpus_per_run", 8, "slurm: CPUs per job (one process; envpool uses them).")
+_MEM_GB = flags.DEFINE_integer("mem_gb", 64, "slurm: memory per job (one process; GB); 1M replay frames ≈ 7 GB "
+                               "per seed, so scale it with --seeds_per_process.")
 _SETUP = flags.DEFINE_multi_string("slurm_setup", [], "slurm: shell lines run before each job (module load …).")
 _EXTRA = flags.DEFINE_multi_string("slurm_extra", [], "slurm: extra sbatch parameters as key=value (repeatable).")
 _WAIT = flags.DEFINE_bool("wait", False, "slurm: wait for the jobs and report them "
@@ -111,6 +125,7 @@ def main(argv):
 
 
 def launch(argv) -> int:
+  sweep.check_seeds_per_process(_SEEDS_PER_PROCESS.value)
   overrides = ["{}={}".format(*sweep.parse_override(o)) for o in list(_OVERRIDE.value) + _CONFIG_ARGS]
   games = sweep.resolve_games(_GAMES.value)
   variants = sweep.resolve_variants(_VARIANTS.value, sweep.load_variants(_VARIANTS_FILE.value))
@@ -119,31 +134,37 @@ def launch(argv) -> int:
   runs = sweep.expand(root, _CONFIG.value, games, variants, seeds, overrides)
   config = sweep.config_spec(_CONFIG.value)
   manifest = sweep.Manifest.open(root, config, overrides)
-  conflicts = sweep.check(runs)
   active = sweep.job_states(manifest, runs)
+  # The processes to start: the unfinished runs (on Slurm, but those a job still runs), by --seeds_per_process.
+  pool = runs if _RUNNER.value == "local" else [r for r in runs if r.name not in active]
+  processes = sweep.group(pool, _SEEDS_PER_PROCESS.value)
+  conflicts = sweep.check(runs, processes)
   status = sweep.statuses(runs, manifest, conflicts, active)
-  print(f"sweep {root}: {len(games)} game(s) × {len(variants)} variant(s) × {len(seeds)} seed(s)\n"
+  per_process = f", up to {_SEEDS_PER_PROCESS.value} seeds per process" if _SEEDS_PER_PROCESS.value > 1 else ""
+  print(f"sweep {root}: {len(games)} game(s) × {len(variants)} variant(s) × {len(seeds)} seed(s){per_process}\n"
         f"config {config}" + (f", overrides {overrides}" if overrides else ""))
   if _DRY_RUN.value:
-    sweep.print_plan(runs, status, conflicts, sys.stdout)
-    todo = [r for r in runs if status[r.name] not in ("done", "conflict") and not status[r.name].startswith("slurm:")]
+    sweep.print_plan(runs, status, conflicts, sys.stdout, processes)
+    todo = [p for p in processes if any(status[r.name] not in ("done", "conflict") and
+                                        not status[r.name].startswith("slurm:") for r in p.runs)]
     if todo:
       print(f"command of {todo[0].name}:\n  {shlex.join(todo[0].command)}")
     print("dry run: nothing launched, nothing written")
     return 2 if conflicts else 0
   if conflicts:
-    sweep.print_plan(runs, status, conflicts, sys.stderr)
+    sweep.print_plan(runs, status, conflicts, sys.stderr, processes)
     raise sweep.SweepError(f"{len(conflicts)} workdir(s) hold another config (listed above): main.py would refuse "
                            "them. Use another --root, or move those workdirs away")
   full_argv = [sys.executable, *sys.argv]
   with sweep.root_lock(root):
-    manifest.add_launch(full_argv, _RUNNER.value, runs)
+    manifest.add_launch(full_argv, _RUNNER.value, runs, processes)
     manifest.save()
     if _RUNNER.value == "local":
       gpus = [g for g in _GPUS.value if g] if _GPUS.value is not None else sweep.detect_gpus()
       parallel = _PARALLEL.value or max(1, len(gpus))
       try:
-        failed = sweep.run_local(runs, manifest, parallel=parallel, gpus=gpus, progress_every_s=_PROGRESS_S.value)
+        failed = sweep.run_local(runs, manifest, parallel=parallel, gpus=gpus, progress_every_s=_PROGRESS_S.value,
+                                 processes=processes)
       except KeyboardInterrupt:
         return 130
     else:
@@ -161,7 +182,7 @@ def launch(argv) -> int:
       if _CLUSTER.value != "slurm":
         parameters = {k: v for k, v in parameters.items() if not k.startswith("slurm_")}
       submitted = sweep.submit(runs, manifest, cluster=_CLUSTER.value, parameters=parameters, grace_s=_GRACE_S.value,
-                               skip=active)
+                               skip=active, processes=processes)
       # submitit's local executor runs the jobs as children of this process: wait for them.
       wait = _WAIT.value or _CLUSTER.value != "slurm"
       failed = sweep.wait_jobs(submitted, manifest, progress_every_s=_PROGRESS_S.value) if wait else 0

@@ -106,6 +106,78 @@ def test_bad_overrides_and_conflicts_are_errors(tmp_path):
   assert sweep.resolve_seeds(None, 3) == [0, 1, 2] and sweep.resolve_seeds(["4", "1", "4"]) == [4, 1]
 
 
+# ----------------------------------------------------------------------------- seeds per process
+
+
+def _seeds(processes):
+  return [(p.runs[0].variant, p.seeds) for p in processes]
+
+
+def test_group_makes_processes_of_consecutive_seeds(tmp_path):
+  runs = _runs(tmp_path, variants=("baseline", "inject@2k"), seeds=(0, 1, 2, 3, 5))
+  assert _seeds(sweep.group(runs, 4)) == [("baseline", [0, 1, 2, 3]), ("inject@2k", [0, 1, 2, 3]),
+                                          ("baseline", [5]), ("inject@2k", [5])]
+  assert [p.seeds for p in sweep.group(runs, 2)[:4]] == [[0, 1], [0, 1], [2, 3], [2, 3]]
+  single = sweep.group(runs, 1)
+  assert [p.runs for p in single] == [(r,) for r in runs] and not any(p.multi for p in single)
+  assert [p.command for p in single] == [r.command for r in runs] and [p.log for p in single] == [r.log for r in runs]
+  assert [(p.name, p.workdir) for p in single] == [(r.name, r.workdir) for r in runs]
+  process, alone = sweep.group(runs, 4)[0], sweep.group(runs, 4)[2]
+  assert process.name == "Pong/baseline/seeds_0-3" and process.workdir == os.path.join(tmp_path, "Pong", "baseline")
+  assert process.log == os.path.join(tmp_path, "logs", "Pong", "baseline", "seeds_0-3.log")
+  assert f"--workdir={process.workdir}" in process.command
+  assert process.command[-3:] == ["--config.variant=baseline", "--config.seed=0", "--config.num_seeds=4"]
+  assert sum(a.startswith("--config.seed=") for a in process.command) == 1
+  assert process.spec()["workdirs"] == [r.workdir for r in runs if r.variant == "baseline" and r.seed < 4]
+  assert alone.command == runs[8].command and alone.log == runs[8].log  # A lone seed runs as a single run.
+  assert sweep.parse_config(process.config_args).num_seeds == 4
+  with pytest.raises(sweep.SweepError, match=r"--seeds_per_process must be an integer ≥ 1.*got 0"):
+    sweep.group(runs, 0)
+  with pytest.raises(sweep.SweepError, match=r"sets config.num_seeds itself \(use --seeds_per_process\)"):
+    _runs(tmp_path, overrides=("num_seeds=2",))
+
+
+def test_group_leaves_out_finished_seeds_and_splits_at_other_checkpoints(tmp_path):
+  runs = _runs(tmp_path, seeds=(0, 1, 2, 3, 4))
+
+  def touch(run, *paths):
+    for path in paths:
+      os.makedirs(os.path.join(run.workdir, os.path.dirname(path)), exist_ok=True)
+      if not path.endswith("/"):
+        open(os.path.join(run.workdir, path), "w").write("{}")
+
+  touch(runs[1], "summary.json", "checkpoints/4000/")  # Finished: never started again.
+  assert [p.seeds for p in sweep.group(runs, 4)] == [[0], [2, 3, 4]]
+  touch(runs[2], "config.json", "checkpoints/1000/", "checkpoints/2000/")  # Would resume at 2000 frames.
+  touch(runs[3], "config.json")  # Started, no checkpoint: starts from 0 frames, like seed 4.
+  assert sweep.last_checkpoint(runs[2].workdir) == 2000 and sweep.last_checkpoint(runs[3].workdir) is None
+  assert [p.seeds for p in sweep.group(runs, 4)] == [[0], [2], [3, 4]]
+  touch(runs[3], "checkpoints/2000/", "checkpoints/3000.orbax-checkpoint-tmp-17/")  # An unfinished save: ignored.
+  assert [p.seeds for p in sweep.group(runs, 4)] == [[0], [2, 3], [4]]
+  assert [p.seeds for p in sweep.group(runs, 1)] == [[0], [2], [3], [4]]
+
+
+def test_check_compares_grouped_seeds_with_their_single_seed_config(tmp_path):
+  runs = _runs(tmp_path, seeds=(0, 1, 2))
+  processes = sweep.group(runs, 3)
+  _write_config_json(runs[0])  # As a single run (or a earlier launch's single process) wrote it.
+  assert sweep.check(runs, processes) == {}  # multi_seed.seed_config writes the same config.json.
+  from plasticity_rl import multi_seed  # pylint: disable=g-import-not-at-top
+  grouped = multi_seed.seed_config(sweep.parse_config(processes[0].config_args), 2)
+  os.makedirs(runs[2].workdir)
+  open(os.path.join(runs[2].workdir, "config.json"), "w").write(grouped.to_json_best_effort())
+  assert sweep.check(runs) == {}  # And the other way round.
+  other = _runs(tmp_path, seeds=(0, 1, 2), overrides=("total_frames=3500",))
+  conflicts = sweep.check(other, sweep.group(other, 2))
+  assert sorted(conflicts) == [runs[0].name, runs[2].name] and "total_frames: 3000 -> 3500" in conflicts[runs[0].name]
+  open(os.path.join(tmp_path, "Pong", "baseline", "config.json"), "w").write("{}")  # The parent holds a run.
+  assert "would refuse it" in sweep.check(runs, processes)[runs[1].name]
+  with pytest.raises(sweep.SweepError, match=r"process Pong/adaptive_rr/seeds_0-1 .*--seeds_per_process=1.*"
+                     r"adaptive_replay_ratio.enabled: is per-seed"):
+    adaptive = _runs(tmp_path / "a", variants=("adaptive_rr",), seeds=(0, 1))
+    sweep.check(adaptive, sweep.group(adaptive, 2))
+
+
 # ----------------------------------------------------------------------------- manifest, status, dry run
 
 
@@ -166,16 +238,26 @@ def test_cli_rejects_unknown_names(tmp_path):
 
 _FAKE = """
 import json, os, sys, time
-workdir, mode = sys.argv[1], sys.argv[2]
-os.makedirs(workdir, exist_ok=True)
-print("started", os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
-json.dump({"gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}, open(os.path.join(workdir, "env.json"), "w"))
+mode, workdirs = sys.argv[1], sys.argv[2:]
+print("started", os.environ.get("CUDA_VISIBLE_DEVICES"), workdirs, flush=True)
+for workdir in workdirs:
+  os.makedirs(workdir, exist_ok=True)
+  json.dump({"gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}, open(os.path.join(workdir, "env.json"), "w"))
 time.sleep(0.3)
 if mode == "fail":
   print("boom: something broke", file=sys.stderr)
   sys.exit(3)
-json.dump({}, open(os.path.join(workdir, "summary.json"), "w"))
+for workdir in workdirs:
+  json.dump({}, open(os.path.join(workdir, "summary.json"), "w"))
 """
+
+
+def _fake_spec(failing=()):
+  """make_spec for run_local: a process of the fake command, which fails if it runs one of the `failing` runs."""
+  def spec(process):
+    mode = "fail" if any(run in failing for run in process.runs) else "ok"
+    return {**process.spec(), "command": [sys.executable, "-c", _FAKE, mode, *process.spec()["workdirs"]]}
+  return spec
 
 
 def test_local_runner_skips_resumes_reports_failures_and_pins_gpus(tmp_path):
@@ -186,10 +268,7 @@ def test_local_runner_skips_resumes_reports_failures_and_pins_gpus(tmp_path):
   os.makedirs(unfinished.workdir)
   open(os.path.join(unfinished.workdir, "config.json"), "w").write("{}")
 
-  def spec(run):
-    mode = "fail" if run is failing else "ok"
-    return {**run.spec(), "command": [sys.executable, "-c", _FAKE, run.workdir, mode]}
-
+  spec = _fake_spec(failing=[failing])
   manifest = sweep.Manifest.open(str(tmp_path), sweep.config_spec(SMOKE), ["total_frames=3000"])
   manifest.add_launch(["test"], "local", runs)
   out = io.StringIO()
@@ -213,6 +292,82 @@ def test_local_runner_skips_resumes_reports_failures_and_pins_gpus(tmp_path):
   assert sweep.run_local(runs, manifest, parallel=2, out=out, poll_s=0.05, make_spec=spec) == 1
   assert "6 runs: 5 done already (skipped), 1 to run" in out.getvalue()
   assert open(failing.log).read().count("attempt ") == 2
+
+
+def test_local_runner_runs_processes_of_seeds(tmp_path):
+  runs = _runs(tmp_path, variants=("baseline", "inject@2k"), seeds=(0, 1, 2))
+  failing = runs[5]  # inject@2k seed 2: its process (seeds 2 alone) fails.
+  os.makedirs(runs[2].workdir)
+  open(os.path.join(runs[2].workdir, "summary.json"), "w").write("{}")  # baseline seed 1 finished.
+  processes = sweep.group(runs, 2)
+  assert [(p.name, p.seeds) for p in processes] == [
+      ("Pong/baseline/seed_0", [0]), ("Pong/inject@2k/seeds_0-1", [0, 1]), ("Pong/baseline/seed_2", [2]),
+      ("Pong/inject@2k/seed_2", [2])]
+  manifest = sweep.Manifest.open(str(tmp_path), sweep.config_spec(SMOKE), ["total_frames=3000"])
+  manifest.add_launch(["test"], "local", runs, processes)
+  out = io.StringIO()
+  failed = sweep.run_local(runs, manifest, parallel=2, out=out, poll_s=0.05, make_spec=_fake_spec([failing]),
+                           seeds_per_process=2)
+  text = out.getvalue()
+  assert failed == 1, text
+  assert "6 runs: 1 done already (skipped), 5 to run in 4 processes (up to 2 seeds each), 2 at a time" in text
+  assert "start Pong/inject@2k/seeds_0-1" in text and "done  Pong/inject@2k/seeds_0-1" in text
+  assert "finished: 4 done, 1 failed, 1 skipped" in text
+  log = os.path.join(tmp_path, "logs", "Pong", "inject@2k", "seeds_0-1.log")
+  assert "inject@2k/seed_1']" in open(log).read()  # One log per process: the fake prints its workdirs.
+  data = {r["name"]: r for r in json.load(open(tmp_path / "sweep.json"))["runs"]}
+  for seed in (0, 1):
+    entry = data[f"Pong/inject@2k/seed_{seed}"]
+    assert entry["status"] == "done" and entry["log"] == log and entry["workdir"] == runs[2 * seed + 1].workdir
+    assert entry["process"] == {"name": "Pong/inject@2k/seeds_0-1", "workdir": os.path.dirname(runs[1].workdir),
+                                "seeds": [0, 1]}
+    assert entry["command_line"].endswith("--config.variant=inject@2k --config.seed=0 --config.num_seeds=2")
+  assert "process" not in data["Pong/baseline/seed_0"] and data["Pong/baseline/seed_0"]["log"] == runs[0].log
+  assert data[failing.name]["status"] == "failed" and data["Pong/baseline/seed_1"]["status"] == "done"
+  assert json.load(open(tmp_path / "sweep.json"))["launches"][0]["seeds_per_process"] == 2
+
+
+def test_submit_makes_one_job_per_process(tmp_path, monkeypatch):
+  runs = _runs(tmp_path, seeds=(0, 1, 2))
+
+  class Job:  # What submit and wait_jobs use of a submitit job; it runs when asked whether it is done.
+    def __init__(self, i, spec):
+      self.job_id, self.spec, self.paths, self.error = f"7_{i}", spec, None, None
+
+    def done(self):
+      self.error = None
+      try:
+        sweep.SubmittedRun()(_fake_spec()(process_of[self.spec["name"]]))
+      except sweep.RunFailed as e:
+        self.error = e
+      return True
+
+    def exception(self):
+      return self.error
+
+  class Executor:
+    folder = str(tmp_path / ".submitit" / "%j")
+
+    def map_array(self, fn, specs):
+      assert isinstance(fn, sweep.SubmittedRun)
+      return [Job(i, spec) for i, spec in enumerate(specs)]
+
+  monkeypatch.setattr(sweep, "make_executor", lambda *args: Executor())
+  monkeypatch.setenv("SUBMITIT_DEBUG_JOB_ID", "7")  # SubmittedRun runs in a (debug) submitit job.
+  manifest = sweep.Manifest.open(str(tmp_path), sweep.config_spec(SMOKE), ["total_frames=3000"])
+  manifest.add_launch(["test"], "slurm", runs, sweep.group(runs[:2], 2))
+  out = io.StringIO()
+  submitted = sweep.submit(runs, manifest, cluster="debug", out=out, skip=[runs[2].name], seeds_per_process=2)
+  process_of = {p.name: p for p, _ in submitted}
+  assert list(process_of) == ["Pong/baseline/seeds_0-1"] and submitted[0][1].spec == submitted[0][0].spec()
+  assert "3 runs: 0 done already (skipped), 1 still queued or running (skipped), 2 to submit in 1 process" in (
+      out.getvalue())
+  data = {r["name"]: r for r in json.load(open(tmp_path / "sweep.json"))["runs"]}
+  assert [(data[r.name]["status"], data[r.name].get("job_id")) for r in runs] == [
+      ("submitted", "7_0"), ("submitted", "7_0"), ("pending", None)]
+  assert sweep.wait_jobs(submitted, manifest, out=out, poll_s=0.01) == 0
+  assert "finished: 2 done, 0 failed" in out.getvalue() and all(sweep.is_done(r) for r in runs[:2])
+  assert [r["name"] for r in sweep.SubmittedRun()(submitted[0][0].spec())["runs"]] == ["seed_0", "seed_1"]
 
 
 def test_detect_gpus(tmp_path, monkeypatch):
@@ -264,6 +419,37 @@ def test_local_runner_real_sweep_then_relaunch_skips(tmp_path):
   result = _launch(*args)  # Idempotent: nothing to run.
   assert result.returncode == 0 and "2 done already (skipped), 0 to run" in result.stdout
   assert open(root / "logs" / "Pong" / "baseline" / "seed_0.log").read().count(" attempt ") == 1
+
+
+@pytest.mark.slow
+def test_local_runner_real_sweep_with_two_seeds_per_process(tmp_path):
+  root = tmp_path / "sweep"
+  args = [f"--config={SMOKE}", f"--root={root}", "--games=Pong", "--num_seeds=2", "--seeds_per_process=2", "--gpus=",
+          "--config.total_frames=3000", "--config.log.tensorboard=false", "--config.log.learning_curve=false"]
+  result = _launch(*args, "--dry_run")
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert "pending  Pong/baseline/seed_1  [process Pong/baseline/seeds_0-1]" in result.stdout
+  assert f"--workdir={root / 'Pong' / 'baseline'} " in result.stdout and "--config.num_seeds=2" in result.stdout
+  assert not root.exists()
+  result = _launch(*args)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert "2 to run in 1 process (up to 2 seeds each)" in result.stdout
+  assert "finished: 2 done, 0 failed" in result.stdout
+  summaries = _summaries(root)
+  assert [(s["seed"], s["num_seeds"]) for s in summaries] == [(0, 2), (1, 2)]  # Trained together.
+  assert summaries[0]["frames"] == summaries[1]["frames"] >= 3000
+  assert not (root / "Pong" / "baseline" / "config.json").exists()
+  log = root / "logs" / "Pong" / "baseline" / "seeds_0-1.log"
+  data = json.load(open(root / "sweep.json"))
+  assert [(r["name"], r["status"], r["log"]) for r in data["runs"]] == [
+      ("Pong/baseline/seed_0", "done", str(log)), ("Pong/baseline/seed_1", "done", str(log))]
+  results = load.load_results(runs=[str(root)])  # The analysis reads the sweep through sweep.json.
+  assert results.empty_runs == [] and sorted(results.episodes["seed"].unique()) == [0, 1]
+  result = _launch(*args, "--dry_run")
+  assert result.returncode == 0 and "2 runs: 2 done" in result.stdout, result.stdout + result.stderr
+  result = _launch(*args)  # Idempotent: nothing to run, and the seeds' config.json match (no conflict).
+  assert result.returncode == 0 and "2 done already (skipped), 0 to run" in result.stdout, result.stdout
+  assert open(log).read().count(" attempt ") == 1
 
 
 def _cmdline(process):
