@@ -271,7 +271,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
                       ("expansion.enabled", c.expansion.enabled)):
       if on:
         _fail(field, f"is per-seed and not supported with num_seeds={c.num_seeds}: run the seeds as "
-              "single-seed runs (a sweep with --seeds)")
+              "single-seed runs (in a sweep: --seeds_per_process=1)")
     if c.reincarnate.path:
       _fail("reincarnate.path", f"not supported with num_seeds={c.num_seeds}: reincarnate one seed's workdir "
             "(WORKDIR/seed_<n>) in a single-seed run")
