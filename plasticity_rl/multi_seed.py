@@ -232,7 +232,8 @@ def train_seeds(config, workdir: str) -> list[dict[str, Any]]:
 def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSignals) -> list[dict[str, Any]]:
   game, num_envs, n = config.game, config.env.num_envs, len(seeds)
   for s in seeds:
-    s.eval_envs = atari.make_envs(game, config.eval.protocol, config.eval.num_episodes, s.seed + 1_000_000,
+    s.eval_envs = atari.make_envs(game, config.eval.protocol, config.eval.num_episodes,
+                                  train.env_seed(s.seed, evaluation=True),
                                   config.eval.max_episode_frames)
   num_actions = seeds[0].eval_envs.action_space.n
   agent = dqn.make_agent(config, num_actions)

@@ -160,9 +160,15 @@ class StopSignals:
     return self.signum is not None
 
 
-def env_seed(seed: int, frames: int) -> int:
-  """Training envs' seed: config.seed at the start; after a resume, new episodes for each resume frame."""
-  return seed if frames == 0 else int(np.random.SeedSequence([seed, frames]).generate_state(1)[0] >> 1)
+def env_seed(seed: int, frames: int = 0, evaluation: bool = False) -> int:
+  """The envpool seed of a run's training (at `frames`: new episodes after each resume) or evaluation envs.
+
+  envpool seeds env i of a pool made with seed s with s + i, so consecutive run seeds used directly would
+  share all but one env's random stream (sticky actions, no-op starts): the pool seed is drawn from the
+  run seed instead, far apart for different seeds, resume frames and training/evaluation.
+  """
+  entropy = [seed, frames] + ([1] if evaluation else [])
+  return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 2)
 
 
 def next_multiple(frames: int, period: int) -> int:
@@ -202,7 +208,8 @@ def train(config, workdir: str) -> dict[str, Any]:
 
 def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop: StopSignals) -> dict[str, Any]:
   game, num_envs = config.game, config.env.num_envs
-  eval_envs = atari.make_envs(game, config.eval.protocol, config.eval.num_episodes, config.seed + 1_000_000,
+  eval_envs = atari.make_envs(game, config.eval.protocol, config.eval.num_episodes,
+                              env_seed(config.seed, evaluation=True),
                               config.eval.max_episode_frames)
   agent = dqn.make_agent(config, eval_envs.action_space.n)
   resumed = checkpointer.restore(optimizer=agent.optimizer, with_replay=config.checkpoint.save_replay)
