@@ -323,11 +323,8 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
       if results is None:
         return False
       s.eval_rng = next_eval_rng
-      s.recorder.write_eval([{"game": game, "variant": config.variant, "seed": s.seed, "frames": frames,
-                              "episode_return": ret, "episode_frames": length} for ret, length in results])
-      mean = float(np.mean([r for r, _ in results]))
-      s.recorder.write(frames, "eval", {"episode_return_mean": mean, "episodes": len(results)})
-      s.eval_means.append((frames, mean))
+      s.eval_means.append((frames, train.record_eval(s.recorder, results, game=game, variant=config.variant,
+                                                     seed=s.seed, frames=frames)))
     logging.info("eval @ %s frames: mean return %s (seeds %s)", f"{frames:,}",
                  " / ".join(f"{s.eval_means[-1][1]:.1f}" for s in seeds), seeds_of(config))
     return True

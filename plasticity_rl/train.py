@@ -105,6 +105,16 @@ def param_counts(state: dqn.TrainState) -> dict[str, int]:
   return {"params_trainable": trainable, "params_frozen": frozen, "params_total": trainable + frozen}
 
 
+def record_eval(recorder: recorder_lib.Recorder, results: list[tuple[float, int]], *, game: str, variant: str,
+                seed: int, frames: int) -> float:
+  """Writes an evaluation's eval.csv rows and its metrics row; returns the mean return."""
+  recorder.write_eval([{"game": game, "variant": variant, "seed": seed, "frames": frames, "episode_return": ret,
+                        "episode_frames": length} for ret, length in results])
+  mean = float(np.mean([r for r, _ in results]))
+  recorder.write(frames, "eval", {"episode_return_mean": mean, "episodes": len(results)})
+  return mean
+
+
 class Throughput:
   def __init__(self, frames: int, updates: int):
     self.time, self.frames, self.updates = time.time(), frames, updates
@@ -320,10 +330,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
     if results is None:  # Stopped: the evaluation stays due, and runs first on resume.
       return False
     eval_rng = next_eval_rng
-    recorder.write_eval([{"game": game, "variant": config.variant, "seed": config.seed, "frames": frames,
-                          "episode_return": ret, "episode_frames": length} for ret, length in results])
-    mean = float(np.mean([r for r, _ in results]))
-    recorder.write(frames, "eval", {"episode_return_mean": mean, "episodes": len(results)})
+    mean = record_eval(recorder, results, game=game, variant=config.variant, seed=config.seed, frames=frames)
     eval_means.append((frames, mean))
     logging.info("eval @ %s frames: mean return %.1f over %d episodes", f"{frames:,}", mean, len(results))
     return True
