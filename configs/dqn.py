@@ -1,7 +1,7 @@
 """Double DQN on Atari, DQN Zoo "double_q" settings; `:arg` picks a scale (config.SCALES).
 
   --config=configs/dqn.py         paper scale: 200M frames, 1M replay (GPU).
-  --config=configs/dqn.py:cpu     a real ~10-minute run on 2 CPU cores.
+  --config=configs/dqn.py:cpu     a real ~5-minute run on 2 CPU cores.
   --config=configs/dqn.py:demo    the README's demo (scripts/run_demo.sh): :cpu with one injection
                                   half-way, at 200k of 400k frames.
   --config=configs/dqn.py:smoke   seconds, for tests.

@@ -4,7 +4,7 @@
                                          start; every total_frames / 40 (5M frames) from learning start, 5%
                                          of each layer's units grown and τ = 0.1-dormant ones pruned; a review
                                          of the oldest 10% of the replay when the dormant count flattens.
-  --config=configs/expansion.py:cpu      the same fractions of the README's ~10-minute CPU run.
+  --config=configs/expansion.py:cpu      the same fractions of the README's ~5-minute CPU run.
   --config=configs/expansion.py:smoke    seconds, for tests.
 
 The numbers are this adaptation's defaults, not the paper's (docs/interventions.md): config fields.

@@ -124,12 +124,12 @@ SEED_BATCHING = ("auto", "vmap", "loop")
 
 
 def apply_scale(config: ml_collections.ConfigDict, scale: str | None) -> ml_collections.ConfigDict:
-  """Shrinks a paper-scale config: "paper" (None) leaves it, "cpu" is the README's ~10-minute
+  """Shrinks a paper-scale config: "paper" (None) leaves it, "cpu" is the README's ~5-minute
   demo on 2 cores, "smoke" a seconds-long run for tests."""
   if scale in (None, "", "paper"):
     return config
   if scale == "cpu":
-    # ~10 minutes on 2 CPU cores: a narrower network, a lower replay ratio, 3-step returns.
+    # ~5 minutes on 2 CPU cores: a narrower network, a lower replay ratio, 3-step returns.
     config.game = "Breakout"
     config.total_frames = 400_000
     config.env.num_envs = 8

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's main command: set up, then a real ~10-minute Double-DQN run on CPU (Breakout, 400k
+# The README's main command: set up, then a real ~5-minute Double-DQN run on CPU (Breakout, 400k
 # frames) with one plasticity injection half-way; prints a summary and writes runs/demo/learning_curve.png.
 # Extra arguments go to plasticity_rl.main (e.g. --config.game=Pong or --workdir=elsewhere).
 # Running it again with the same workdir resumes (or reports the finished run).
