@@ -2,13 +2,16 @@
 
 Usage: python scripts/list_checkpoints.py WORKDIR [--quick]
 
-WORKDIR may also be its checkpoints/ directory. Every checkpoint is read back
+WORKDIR may also be its checkpoints/ directory, or a multi-seed run's workdir
+(config.num_seeds > 1): then every seed_<n>/ is listed. Every checkpoint is read back
 in full (the replay too, unless --quick), so "ok" means a resume could use it.
 Exit status 1 if any checkpoint is unreadable.
 """
 
 import argparse
+import glob
 import os
+import re
 import sys
 
 from plasticity_rl import checkpoint
@@ -53,16 +56,30 @@ def main() -> None:
   args = parser.parse_args()
   checkpoint.quiet_orbax_logs()
   directory = os.path.join(args.workdir, "checkpoints")
-  if not os.path.isdir(directory):
-    directory = args.workdir
+  seeds = glob.glob(os.path.join(args.workdir, "seed_*", "checkpoints"))
+  if os.path.isdir(directory):
+    directories = [directory]
+  elif seeds:  # A multi-seed run's workdir: each seed's, in seed order.
+    directories = sorted(seeds, key=lambda d: int(re.sub(r"\D", "", os.path.basename(os.path.dirname(d))) or 0))
+  else:
+    directories = [args.workdir]
+  unreadable = False
+  for directory in directories:
+    unreadable |= _print_table(directory, args.quick)
+  if unreadable:
+    sys.exit(1)
+
+
+def _print_table(directory: str, quick: bool) -> bool:
+  """Prints one checkpoints/ directory's table; True if a checkpoint is unreadable."""
   try:
-    table = rows(directory, args.quick)
+    table = rows(directory, quick)
   except checkpoint.CheckpointError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   if not table:
     print(f"no checkpoints in {directory}")
-    return
+    return False
   print(f"{directory}:")
   print(f"{'step':>12} {'frames':>13} {'updates':>11} {'size':>9} {'branches':>8} {'trainable':>11} "
         f"{'frozen':>11} {'replay':>6}  status")
@@ -72,8 +89,7 @@ def main() -> None:
     print(f"{r['step']:>12,} {fmt(r.get('frames')):>13} {fmt(r.get('updates')):>11} {_human(r['size']):>9} "
           f"{fmt(r.get('branches')):>8} {fmt(r.get('params_trainable')):>11} {fmt(r.get('params_frozen')):>11} "
           f"{replay:>6}  {r['status']}")
-  if any(r["status"] != "ok" for r in table):
-    sys.exit(1)
+  return any(r["status"] != "ok" for r in table)
 
 
 if __name__ == "__main__":
