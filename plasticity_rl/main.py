@@ -9,7 +9,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from plasticity_rl import config as config_lib
-from plasticity_rl.workdir import check_parent_workdir, prepare_workdir, WorkdirError  # noqa: F401
+from plasticity_rl.workdir import check_parent_workdir, prepare_workdir, WorkdirError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A configs/*.py file, with an optional :arg.",
                                           lock_config=True)

@@ -171,10 +171,11 @@ class _Seed:
   workdir: str
   config: Any
   checkpointer: checkpoint_lib.Checkpointer
-  eval_envs: Any
-  replay: replay_lib.ReplayBuffer
-  eval_rng: jax.Array
-  surgery_rng: jax.Array
+  # Made once the run starts (not for a finished one):
+  eval_envs: Any = None
+  replay: replay_lib.ReplayBuffer | None = None
+  eval_rng: jax.Array | None = None
+  surgery_rng: jax.Array | None = None
   recorder: recorder_lib.Recorder | None = None
   stepper: atari.AtariStepper | None = None
   episodes: train.Episodes | None = None
@@ -216,8 +217,7 @@ def train_seeds(config, workdir: str) -> list[dict[str, Any]]:
       checkpointer = checkpoint_lib.Checkpointer(os.path.join(path, "checkpoints"),
                                                  max_to_keep=config.checkpoint.max_to_keep,
                                                  async_save=config.checkpoint.async_save)
-      seeds.append(_Seed(seed=seed, workdir=path, config=single, checkpointer=checkpointer, eval_envs=None,
-                         replay=None, eval_rng=None, surgery_rng=None))
+      seeds.append(_Seed(seed=seed, workdir=path, config=single, checkpointer=checkpointer))
     summaries = [train.finished_summary(s.config, s.workdir, s.checkpointer) for s in seeds]
     if all(summary is not None for summary in summaries):
       logging.info("%s: every seed finished; nothing to do", workdir)

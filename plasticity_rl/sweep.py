@@ -197,11 +197,6 @@ class Run:
   def command(self) -> list[str]:
     return _command(self.config_args, self.workdir)
 
-  def spec(self) -> dict[str, Any]:
-    """What a submitted job needs (plain data, picklable)."""
-    return {"name": self.name, "workdir": self.workdir, "workdirs": [self.workdir], "log": self.log,
-            "command": self.command, "cwd": self.cwd}
-
 
 def _command(config_args: Sequence[str], workdir: str) -> list[str]:
   return [sys.executable, "-m", "plasticity_rl.main", config_args[0], f"--workdir={workdir}", *config_args[1:]]

@@ -114,12 +114,7 @@ def update_rate(agent: dqn.DQNAgent, state: dqn.TrainState, batch, updates: int)
 def injection_rates(config, num_actions: int, updates: int) -> dict[str, float]:
   agent = dqn.make_agent(config, num_actions)
   state = agent.init(jax.random.key(0))
-  b = config.learner.batch_size
-  rng = np.random.default_rng(0)
-  batch = {"obs": rng.integers(0, 256, (b, 84, 84, 4), dtype=np.uint8),
-           "next_obs": rng.integers(0, 256, (b, 84, 84, 4), dtype=np.uint8),
-           "action": rng.integers(0, num_actions, b).astype(np.int32),
-           "reward": rng.normal(size=b).astype(np.float32), "discount": np.full(b, 0.99, np.float32)}
+  batch = testing.random_batch(0, config.learner.batch_size, agent.obs_shape, num_actions)
   layers = surgery.resolve_target(agent.network, config.injection.target)
   rates = {}
   for k in range(4):
@@ -296,21 +291,26 @@ _SEED_COLUMNS = (("num_seeds", "N", "d"), ("batching", "batching", None),
                  ("hours_per_200m_frames", "hours/200M frames per agent", ",.1f"))
 
 
+def _aligned(cells: list[list[str]], left_first: bool = False) -> list[str]:
+  """Rows of cells as lines of columns two spaces apart, right-aligned (the first left-aligned with left_first)."""
+  widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+  return ["  ".join(c.ljust(w) if i == 0 and left_first else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+          for r in cells]
+
+
 def seed_table(figures: dict[str, object]) -> str:
   """The multi-seed rows, under a line naming their setup."""
   cells = [[label for _, label, _ in _SEED_COLUMNS]]
   for row in figures["rows"]:
     cells.append([("-" if row.get(key) is None else format(row[key], fmt) if fmt else str(row[key]))
                   for key, _, fmt in _SEED_COLUMNS])
-  widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
   lines = [f"multi-seed: {figures['setup']}; replay {figures['replay_capacity_per_seed']:,} transitions "
            f"({figures['replay_gb_per_seed']:.2f} GB) per seed (config: {figures['config_replay_capacity']:,}), "
            f"learning starts {figures['learning_starts_frames']:,} frames, "
            f"{figures['frames_timed_per_seed']:,} frames per seed timed; a fresh process per row",
            "  peak RSS: of the row's process, with {:,} transitions written per seed; the GiB columns add the "
            "rest of every seed's replay, full".format(figures["replay_transitions_written_per_seed"])]
-  lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
-  return "\n".join(lines)
+  return "\n".join(lines + _aligned(cells))
 
 
 _ROWS = (("env_only_fps", "env-only frames/s (random policy)", ",.0f"),
@@ -344,10 +344,7 @@ def table(columns: dict[str, dict[str, object]]) -> str:
       numeric = all(isinstance(v, (int, float)) for v in values) and values[0] and key in _RATIO_ROWS
       row.append(f"{values[1] / values[0]:.3f}" if numeric else "")
     cells.append(row)
-  widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-  lines = [f"{n}: {columns[n]['setup']}" for n in names]
-  lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
-  return "\n".join(lines)
+  return "\n".join([f"{n}: {columns[n]['setup']}" for n in names] + _aligned(cells, left_first=True))
 
 
 def main(argv):

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from plasticity_rl import config as config_lib
-from plasticity_rl import main as main_lib
 from plasticity_rl import testing
+from plasticity_rl import workdir as workdir_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -93,24 +93,24 @@ def _validated_smoke(**fields):
 def test_prepare_workdir_writes_config_and_accepts_the_same_config(tmp_path):
   workdir = tmp_path / "run"
   config = _validated_smoke()
-  main_lib.prepare_workdir(str(workdir), config)
+  workdir_lib.prepare_workdir(str(workdir), config)
   assert json.loads((workdir / "config.json").read_text())["game"] == "Pong"
-  main_lib.prepare_workdir(str(workdir), _validated_smoke())  # Same config: accepted (resume).
+  workdir_lib.prepare_workdir(str(workdir), _validated_smoke())  # Same config: accepted (resume).
 
 
 def test_prepare_workdir_refuses_another_config_naming_the_field(tmp_path):
-  main_lib.prepare_workdir(str(tmp_path), _validated_smoke())
+  workdir_lib.prepare_workdir(str(tmp_path), _validated_smoke())
   before = (tmp_path / "config.json").read_text()
-  with pytest.raises(main_lib.WorkdirError) as error:
-    main_lib.prepare_workdir(str(tmp_path), _validated_smoke(learner__batch_size=16))
+  with pytest.raises(workdir_lib.WorkdirError) as error:
+    workdir_lib.prepare_workdir(str(tmp_path), _validated_smoke(learner__batch_size=16))
   assert "learner.batch_size: 8 -> 16" in str(error.value)
   assert (tmp_path / "config.json").read_text() == before
 
 
 def test_prepare_workdir_refuses_a_foreign_non_empty_dir(tmp_path):
   (tmp_path / "notes.txt").write_text("mine")
-  with pytest.raises(main_lib.WorkdirError, match="not empty"):
-    main_lib.prepare_workdir(str(tmp_path), _validated_smoke())
+  with pytest.raises(workdir_lib.WorkdirError, match="not empty"):
+    workdir_lib.prepare_workdir(str(tmp_path), _validated_smoke())
   assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
 
 
@@ -141,7 +141,7 @@ def test_cli_rejects_bad_config_with_a_short_message(tmp_path, flag, field):
 
 
 def test_cli_refuses_a_workdir_made_with_another_config(tmp_path):
-  main_lib.prepare_workdir(str(tmp_path), _validated_smoke(seed=1))
+  workdir_lib.prepare_workdir(str(tmp_path), _validated_smoke(seed=1))
   before = (tmp_path / "config.json").read_text()
   result = _main(tmp_path)
   assert result.returncode != 0

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from plasticity_rl import config as config_lib
-from plasticity_rl import main as main_lib
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import train
 from plasticity_rl import testing
+from plasticity_rl import workdir as workdir_lib
 from plasticity_rl.agents import dqn
 from plasticity_rl.envs import atari
 
@@ -52,7 +52,7 @@ def smoke_run(tmp_path_factory):
   config.env.max_episode_frames = 400
   config_lib.validate(config)
   workdir = str(tmp_path_factory.mktemp("smoke") / "run")
-  main_lib.prepare_workdir(workdir, config)
+  workdir_lib.prepare_workdir(workdir, config)
   update_cache, act_cache = dqn.DQNAgent.update._cache_size(), dqn.DQNAgent.act._cache_size()
   summary = train.train(config, workdir)
   compiles = {"update": dqn.DQNAgent.update._cache_size() - update_cache,
@@ -107,7 +107,7 @@ def test_metric_trigger_injects_and_adaptive_replay_ratio_switches(tmp_path):
   config.learner.adaptive_replay_ratio.update(enabled=True, low=0.0625, high=0.25, window=2, tolerance=1.0)
   config_lib.validate(config)
   workdir = str(tmp_path / "run")
-  main_lib.prepare_workdir(workdir, config)
+  workdir_lib.prepare_workdir(workdir, config)
   train.train(config, workdir)
   rows = recorder_lib.read_metrics(workdir)
   measured = [r["frames"] for r in rows if r["kind"] == "plasticity"]
@@ -219,7 +219,7 @@ def test_expansion_in_the_loop_grows_the_active_network(tmp_path):
   config.total_frames = 3_000
   config_lib.validate(config)
   workdir = str(tmp_path / "run")
-  main_lib.prepare_workdir(workdir, config)
+  workdir_lib.prepare_workdir(workdir, config)
   train.train(config, workdir)
   rows = recorder_lib.read_metrics(workdir)
   events = [r for r in rows if r["kind"] == "event" and r["name"] == "expansion"]
