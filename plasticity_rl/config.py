@@ -50,6 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.protocol = "dqn_zoo"  # Evaluation envs are separate from training envs.
   c.eval.period_frames = 1_000_000  # Evaluate every this many training frames (and at the end).
   c.eval.num_episodes = 8  # One episode on each of this many eval envs.
+  c.eval.final_num_episodes = 0  # Episodes of the evaluation at total_frames (0: num_episodes), e.g. Atari 100k's 100.
   c.eval.epsilon = 0.01
   c.eval.max_episode_frames = 108_000
 
@@ -66,11 +67,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.learner.replay_ratio = 0.25  # Gradient updates per agent step (1 update every 4 steps).
   c.learner.target_update_period_updates = 7_500  # 30k agent steps at replay ratio 0.25.
   c.learner.reward_clip = 1.0  # Learner rewards clipped to ±this; 0 disables clipping.
-  # Huber loss δ (the TD-error gradient is clipped to ±δ). DQN Zoo's grad_error_bound is 1/32 (with its
-  # RMSProp preset); Dopamine's Adam preset uses the standard Huber loss, δ = 1.
-  c.learner.huber_delta = 1 / 32
+  c.learner.double_q = True  # Double DQN's target (online net selects, target net values); False: Q-learning's max.
+  # The TD loss (agents/dqn.LOSSES): "dqn_zoo" (gradient clipped to ±grad_error_bound after the batch mean, then
+  # ½td²: dqn_zoo/double_q/agent.py), "huber" (mean Huber, δ = huber_delta) or "mse" (mean td², Dopamine DQN).
+  c.learner.loss = "dqn_zoo"
+  c.learner.grad_error_bound = config_dict.placeholder(float)  # loss "dqn_zoo" only; None: DQN Zoo's 1/32.
+  c.learner.huber_delta = config_dict.placeholder(float)  # loss "huber" only; None: δ = 1.
   c.learner.adaptive_replay_ratio = triggers.adaptive_replay_ratio_config()  # Ma et al. 2023; off by default.
-  c.learner.augment = "none"  # Learner-batch augmentation: "none" or "random_shift" (DrQ: pad 4, random crop).
+  # Learner-batch augmentation (augment.py): "none", "random_shift" (DrQ: pad 4, random crop) or "drq_dopamine"
+  # (Dopamine's Atari-100k DrQ: crop offsets 0–7 and an intensity scale).
+  c.learner.augment = "none"
 
   c.exploration = ml_collections.ConfigDict()
   c.exploration.epsilon_start = 1.0
@@ -83,6 +89,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.activation = "relu"  # "relu", "leaky_relu" or "crelu".
   c.network.layer_norm = False  # LayerNorm after every hidden layer.
   c.network.crelu_halve_width = True  # With crelu: hidden layers get half the units (the same output width).
+  c.network.dueling = False  # Dueling head (value + advantage − mean advantage), as Dopamine's FullRainbowNetwork.
+  c.network.initializer = "lecun_normal"  # networks.INITIALIZERS: "lecun_normal", "xavier_uniform", "dqn_zoo".
+  c.network.conv_padding = "VALID"  # "VALID" (Nature CNN, DQN Zoo) or "SAME" (flax's default: Dopamine's nets).
 
   c.injection = ml_collections.ConfigDict()  # Plasticity injection (surgery.py).
   c.injection.frames = ()  # Frames at which to inject, e.g. (50_000_000,); any number, increasing.
@@ -138,7 +147,7 @@ def apply_scale(config: ml_collections.ConfigDict, scale: str | None) -> ml_coll
     config.replay.learning_starts_frames = 20_000
     config.learner.optimizer = "adam_dopamine"
     config.learner.learning_rate = 2.5e-4
-    config.learner.huber_delta = 1.0  # Dopamine's Huber loss, with its Adam preset.
+    config.learner.loss = "huber"  # Dopamine's Huber loss (δ = 1), with its Adam preset.
     config.learner.replay_ratio = 0.125
     config.learner.target_update_period_updates = 500
     config.exploration.decay_frames = 150_000
@@ -246,8 +255,21 @@ def validate(c: ml_collections.ConfigDict) -> None:
       check(c)
     except ValueError as e:
       raise ConfigError(f"config.{e}") from None
-  if not c.learner.huber_delta > 0:
-    _fail("learner.huber_delta", f"must be > 0, got {c.learner.huber_delta!r}")
+  if c.learner.loss not in dqn.LOSSES:
+    _fail("learner.loss", f"unknown loss {c.learner.loss!r}; allowed: {list(dqn.LOSSES)}")
+  for field, loss in (("huber_delta", "huber"), ("grad_error_bound", "dqn_zoo")):
+    value = c.learner[field]
+    if value is not None and c.learner.loss != loss:
+      _fail(f"learner.{field}", f"is used only with learner.loss={loss!r} (this run's loss is "
+            f"{c.learner.loss!r}): unset it or set the loss")
+    if value is not None and not value > 0:
+      _fail(f"learner.{field}", f"must be > 0, got {value!r}")
+  if c.network.initializer not in networks.INITIALIZERS:
+    _fail("network.initializer", f"unknown {c.network.initializer!r}; allowed: {list(networks.INITIALIZERS)}")
+  if c.network.conv_padding not in networks.PADDINGS:
+    _fail("network.conv_padding", f"unknown {c.network.conv_padding!r}; allowed: {list(networks.PADDINGS)}")
+  if c.eval.final_num_episodes < 0:
+    _fail("eval.final_num_episodes", f"must be ≥ 0 (0: eval.num_episodes), got {c.eval.final_num_episodes!r}")
   try:  # Their messages start with "config.<field>".
     metrics.validate_metrics(c)
     triggers.validate_adaptive_replay_ratio(c)

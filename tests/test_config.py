@@ -47,7 +47,7 @@ def test_validate_canonicalizes_the_game():
     ("total_frames", 0, "> 0"),
     ("learner.batch_size", 5_000, "replay.capacity"),  # The smoke replay holds 4,000.
     ("learner.replay_ratio", 0.0, "> 0"),
-    ("env.protocol", "atari100k", "dqn_zoo"),
+    ("env.protocol", "atari200k", "dqn_zoo"),
     ("eval.protocol", "nature", "machado"),
     ("learner.optimizer", "sgd", "rmsprop_dqn_zoo"),
     ("learner.learning_rate", -1e-4, "> 0"),

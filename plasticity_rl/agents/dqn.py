@@ -21,6 +21,13 @@ from plasticity_rl import regularizers
 from plasticity_rl import unit_masks
 
 OPTIMIZERS = ("rmsprop_dqn_zoo", "adam_dopamine")
+# TD losses, each the batch mean of a per-transition term:
+# - "dqn_zoo": DQN Zoo's double_q agent (dqn_zoo/double_q/agent.py): rlax.clip_gradient(td, ±grad_error_bound),
+#   then rlax.l2_loss (½td²), then the mean. The bound clips each sample's gradient *after* the 1/B of the
+#   mean, so at B = 32 and bound 1/32 it equals mean Huber δ = 1, and in general mean Huber δ = B·bound.
+# - "huber": mean Huber loss with δ = huber_delta (Dopamine's full_rainbow/DrQ loss, `losses.huber_loss`).
+# - "mse": mean td² (Dopamine's `losses.mse_loss`, no ½; its JAX DQN preset, dqn.gin).
+LOSSES = ("dqn_zoo", "huber", "mse")
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -45,6 +52,33 @@ def double_q_td_error(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, discou
   return jax.lax.stop_gradient(target) - q_tm1[a_tm1]
 
 
+def q_learning_td_error(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, discount_t: jax.Array,
+                        q_t: jax.Array) -> jax.Array:
+  """One transition of (non-double) Q-learning: the target net both picks and values a' (rlax.q_learning)."""
+  chex.assert_rank([q_tm1, a_tm1, r_t, discount_t, q_t], [1, 0, 0, 0, 1])
+  return jax.lax.stop_gradient(r_t + discount_t * jnp.max(q_t)) - q_tm1[a_tm1]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def clip_gradient(x: jax.Array, bound: float) -> jax.Array:
+  """Identity forward; the incoming gradient clipped to ±bound (rlax.clip_gradient)."""
+  return x
+
+
+clip_gradient.defvjp(lambda x, bound: (x, None), lambda bound, _, g: (jnp.clip(g, -bound, bound),))
+
+
+def td_loss(td: jax.Array, kind: str, *, huber_delta: float = 1.0, grad_error_bound: float = 1 / 32) -> jax.Array:
+  """The batch loss of TD errors [B] (see LOSSES)."""
+  if kind == "dqn_zoo":
+    return jnp.mean(0.5 * jnp.square(clip_gradient(td, grad_error_bound)))
+  if kind == "huber":
+    return jnp.mean(optax.huber_loss(td, delta=huber_delta))
+  if kind == "mse":
+    return jnp.mean(jnp.square(td))
+  raise ValueError(f"unknown loss {kind!r}; allowed: {LOSSES}")
+
+
 def make_optimizer(learner_config) -> optax.GradientTransformation:
   """DQN Zoo's centered RMSProp or Dopamine's Adam; learning_rate overrides the preset's."""
   name, lr = learner_config.optimizer, learner_config.learning_rate
@@ -64,7 +98,10 @@ class DQNAgent:
   obs_shape: tuple[int, ...]
   num_actions: int
   target_update_period_updates: int
-  huber_delta: float = 1.0
+  loss_kind: str = "huber"  # LOSSES.
+  huber_delta: float = 1.0  # With loss_kind "huber".
+  grad_error_bound: float = 1 / 32  # With loss_kind "dqn_zoo".
+  double_q: bool = True  # False: Q-learning's max over the target net (Dopamine's JAX DQN).
   regularizer: regularizers.Regularizer | None = None  # A weight penalty added to the loss (L2, L2-init).
   augment: str = "none"  # Learner-batch augmentation (augment.AUGMENTATIONS), e.g. DrQ's "random_shift".
 
@@ -83,13 +120,16 @@ class DQNAgent:
   def loss(self, trainable: networks.Params, state: TrainState, batch: dict[str, jax.Array]):
     params = {**state.params, "trainable": trainable}
     q_tm1 = self.network.apply(params, batch["obs"])
-    # The selector only feeds an argmax: a forward pass of its own, so the backward pass covers `obs` alone
-    # (through one concatenated obs/next_obs pass it ran over both halves, one of them all zeros).
-    q_t_selector = self.network.apply(jax.lax.stop_gradient(params), batch["next_obs"])
     q_t_value = self.network.apply(state.target_params, batch["next_obs"])
-    td = jax.vmap(double_q_td_error)(q_tm1, batch["action"], batch["reward"], batch["discount"],
-                                     q_t_value, q_t_selector)
-    loss = jnp.mean(optax.huber_loss(td, delta=self.huber_delta))
+    if self.double_q:
+      # The selector only feeds an argmax: a forward pass of its own, so the backward pass covers `obs` alone
+      # (through one concatenated obs/next_obs pass it ran over both halves, one of them all zeros).
+      q_t_selector = self.network.apply(jax.lax.stop_gradient(params), batch["next_obs"])
+      td = jax.vmap(double_q_td_error)(q_tm1, batch["action"], batch["reward"], batch["discount"],
+                                       q_t_value, q_t_selector)
+    else:
+      td = jax.vmap(q_learning_td_error)(q_tm1, batch["action"], batch["reward"], batch["discount"], q_t_value)
+    loss = td_loss(td, self.loss_kind, huber_delta=self.huber_delta, grad_error_bound=self.grad_error_bound)
     info = {"loss": loss, "q_mean": jnp.mean(q_tm1), "q_max": jnp.max(q_tm1), "td_abs_mean": jnp.mean(jnp.abs(td))}
     if self.regularizer is not None:  # info["loss"] stays the TD loss; the gradient is of the sum.
       coef = self.regularizer.coefficient(self.regularizer.frames(state.num_updates))
@@ -141,7 +181,10 @@ def make_agent(config, num_actions: int, obs_shape: tuple[int, ...] = (84, 84, 4
       obs_shape=obs_shape,
       num_actions=num_actions,
       target_update_period_updates=config.learner.target_update_period_updates,
-      huber_delta=config.learner.get("huber_delta", 1.0),
+      loss_kind=config.learner.get("loss", "huber"),
+      huber_delta=config.learner.get("huber_delta") or 1.0,
+      grad_error_bound=config.learner.get("grad_error_bound") or 1 / 32,
+      double_q=config.learner.get("double_q", True),
       regularizer=regularizers.from_config(config),
       augment=config.learner.get("augment", "none"),
   )
