@@ -10,6 +10,12 @@ Presets (see docs/protocols.md and ../shared/reference/PROTOCOLS.md):
   no life-loss signal, no no-op starts, 108k-frame cap.
 - `dqn_zoo` (DQN Zoo / Nature): 1–30 no-op starts, minimal action set, discount
   0 on life loss (the game is not reset), no sticky actions, 108k-frame cap.
+- `atari100k` (Dopamine's Atari-100k agents, dopamine/labs/atari_100k/configs/*.gin
+  and discrete_domains/atari_lib.py): no sticky actions (`sticky_actions = False`:
+  the `NoFrameskip-v4` games), minimal action set, life loss terminal for learning
+  (`terminal_on_life_loss = True`; the game goes on), no no-op starts; episodes of
+  27,000 agent steps (`max_steps_per_episode`) come from the config's
+  `max_episode_frames` = 108,000.
 Rewards reach the learner clipped to [-1, 1] (in the loop); every logged return
 is the raw game score.
 """
@@ -38,6 +44,7 @@ class Protocol(NamedTuple):
 PROTOCOLS = {
     "machado": Protocol(sticky_action_prob=0.25, full_action_space=True, life_loss_discount=False, noop_max=1),
     "dqn_zoo": Protocol(sticky_action_prob=0.0, full_action_space=False, life_loss_discount=True, noop_max=30),
+    "atari100k": Protocol(sticky_action_prob=0.0, full_action_space=False, life_loss_discount=True, noop_max=1),
 }
 
 
@@ -142,6 +149,9 @@ class AtariStepper:
       raise RuntimeError("recv() without send()")
     obs, reward, terminated, truncated, info = self.envs.recv()
     self._pending = False
+    # A game over on the episode cap's last step comes as truncated (not terminated), with info["terminated"]:
+    # it is a game over all the same, so no bootstrapping from it.
+    terminated = np.logical_or(terminated, np.asarray(info.get("terminated", terminated), bool))
     lives, env_id = info["lives"], np.asarray(info["env_id"])
     if env_id.shape != self._env_ids.shape:
       raise RuntimeError(f"envpool returned {env_id.shape[0]} of {self._env_ids.shape[0]} envs: make the pool "
