@@ -21,6 +21,7 @@ and has optimizer state.
 """
 
 import dataclasses
+import math
 from typing import Any, Mapping, NamedTuple
 
 import flax.linen as nn
@@ -30,6 +31,13 @@ import jax.numpy as jnp
 Params = Any  # A nested dict of arrays.
 
 ACTIVATIONS = ("relu", "leaky_relu", "crelu")
+# Weight initializers (biases start at 0 except with "dqn_zoo"):
+# - "lecun_normal": flax's default (truncated normal, variance 1/fan_in);
+# - "xavier_uniform": Dopamine's FullRainbowNetwork (dopamine/jax/networks.py), the DrQ(ε) network;
+# - "dqn_zoo": DQN Zoo's `_dqn_default_initializer` (dqn_zoo/networks.py): weights and biases uniform in
+#   ±1/√fan_in, fan_in = inputs of one output unit (in_channels × kernel area for a conv).
+INITIALIZERS = ("lecun_normal", "xavier_uniform", "dqn_zoo")
+PADDINGS = ("VALID", "SAME")  # Conv padding: the Nature CNN's VALID, or flax's default SAME (Dopamine's networks).
 
 
 class LayerSpec(NamedTuple):
@@ -70,6 +78,12 @@ class QNetwork:
   specs: tuple[LayerSpec, ...]
   activation: str = "relu"
   layer_norm: bool = False
+  # Dueling head (Wang et al. 2016) as Dopamine's FullRainbowNetwork builds it: the output layer holds A
+  # advantage columns and one value column (one kernel, so every surgery sees one output layer), each
+  # initialized as its own Dense layer would be; Q = V + A − mean(A).
+  dueling: bool = False
+  initializer: str = "lecun_normal"
+  conv_padding: str = "VALID"
 
   @property
   def layer_names(self) -> tuple[str, ...]:
@@ -86,20 +100,32 @@ class QNetwork:
 
   # -- one layer ---------------------------------------------------------------
 
+  def output_width(self, features: int) -> int:
+    """Columns of the output layer's kernel for `features` Q-values (one more with a dueling head)."""
+    return features + 1 if self.dueling else features
+
   def _modules(self, spec: LayerSpec, features: int) -> tuple[nn.Module, nn.Module | None]:
+    init = _kernel_init(self.initializer, dueling=self.dueling and self.is_output(spec.name))
     if spec.kind == "conv":
-      linear = nn.Conv(features, (spec.kernel, spec.kernel), (spec.stride, spec.stride), padding="VALID")
+      linear = nn.Conv(features, (spec.kernel, spec.kernel), (spec.stride, spec.stride), padding=self.conv_padding,
+                       kernel_init=init)
     else:
-      linear = nn.Dense(features)
+      linear = nn.Dense(features, kernel_init=init)
     norm = nn.LayerNorm() if self.layer_norm and not self.is_output(spec.name) else None
     return linear, norm
 
   def init_layer(self, rng: jax.Array, name: str, x: jax.Array, features: int | None = None) -> tuple[Params, jax.Array]:
     """Fresh params of one layer (optionally with another width) and its output on x."""
     spec = self.spec(name)
-    linear, norm = self._modules(spec, features or spec.features)
+    features = features or spec.features
+    linear, norm = self._modules(spec, self.output_width(features) if self.is_output(name) else features)
     x = self._flatten_for(spec, x)
     params = {"linear": linear.init(rng, x)["params"]}
+    if self.initializer == "dqn_zoo":  # Biases too, with the kernel's fan-in.
+      kernel = params["linear"]["kernel"]
+      bound = 1.0 / math.sqrt(math.prod(kernel.shape[:-1]))
+      params["linear"]["bias"] = jax.random.uniform(jax.random.fold_in(rng, 1), kernel.shape[-1:], kernel.dtype,
+                                                    -bound, bound)
     x = linear.apply({"params": params["linear"]}, x)
     if norm is not None:
       params["norm"] = norm.init(rng, x)["params"]
@@ -116,6 +142,9 @@ class QNetwork:
 
   def _finish(self, spec, params, norm, x):
     if self.is_output(spec.name):
+      if self.dueling:  # Columns: A advantages, then the value.
+        advantage, value = x[..., :-1], x[..., -1:]
+        return value + (advantage - jnp.mean(advantage, axis=-1, keepdims=True))
       return x
     if norm is not None:
       x = norm.apply({"params": params["norm"]}, x)
@@ -179,6 +208,28 @@ class QNetwork:
     return x
 
 
+def _dqn_zoo_uniform(key, shape, dtype=jnp.float32):
+  """DQN Zoo's `_dqn_default_initializer`: uniform in ±1/√fan_in, fan_in = all but the last kernel axis."""
+  bound = 1.0 / math.sqrt(math.prod(shape[:-1]))
+  return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def _kernel_init(name: str, dueling: bool = False):
+  """flax kernel_init for INITIALIZERS; with `dueling`, the value column is drawn as a layer of its own."""
+  kernel = {"lecun_normal": nn.initializers.lecun_normal(), "xavier_uniform": nn.initializers.xavier_uniform(),
+            "dqn_zoo": _dqn_zoo_uniform}.get(name)
+  if kernel is None:
+    raise ValueError(f"unknown initializer {name!r}; allowed: {INITIALIZERS}")
+  if not dueling:
+    return kernel
+
+  def dueling_kernel(key, shape, dtype=jnp.float32):
+    adv_key, value_key = jax.random.split(key)
+    return jnp.concatenate([kernel(adv_key, (*shape[:-1], shape[-1] - 1), dtype),
+                            kernel(value_key, (*shape[:-1], 1), dtype)], axis=-1)
+  return dueling_kernel
+
+
 def main_layers(params: Params) -> dict[str, Params]:
   """{layer name: params} of the main path, whether trainable or frozen."""
   layers = {}
@@ -204,6 +255,9 @@ def make_network(network_config, num_actions: int) -> QNetwork:
       specs=specs,
       activation=network_config.activation,
       layer_norm=network_config.layer_norm,
+      dueling=network_config.get("dueling", False),
+      initializer=network_config.get("initializer", "lecun_normal"),
+      conv_padding=network_config.get("conv_padding", "VALID"),
   )
 
 
