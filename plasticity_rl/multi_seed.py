@@ -232,9 +232,7 @@ def train_seeds(config, workdir: str) -> list[dict[str, Any]]:
 def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSignals) -> list[dict[str, Any]]:
   game, num_envs, n = config.game, config.env.num_envs, len(seeds)
   for s in seeds:
-    s.eval_envs = atari.make_envs(game, config.eval.protocol, config.eval.num_episodes,
-                                  train.env_seed(s.seed, evaluation=True),
-                                  config.eval.max_episode_frames)
+    s.eval_envs = train.evaluation_envs(config, s.seed)
   num_actions = seeds[0].eval_envs.action_space.n
   agent = dqn.make_agent(config, num_actions)
   resumed = _common_resume(seeds, agent.optimizer, config.checkpoint.save_replay)
@@ -319,7 +317,9 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
   def run_eval() -> bool:
     for s, state in zip(seeds, learner.states):
       next_eval_rng, rng = jax.random.split(s.eval_rng)
-      results = train.evaluate(agent, state.params, s.eval_envs, config.eval.protocol, config.eval.epsilon, rng, stop)
+      final = frames >= config.total_frames and config.eval.final_num_episodes
+      envs = train.evaluation_envs(config, s.seed, final=True) if final else s.eval_envs
+      results = train.evaluate(agent, state.params, envs, config.eval.protocol, config.eval.epsilon, rng, stop)
       if results is None:
         return False
       s.eval_rng = next_eval_rng

@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterable, Sequence, TextIO
 import submitit
 
 from plasticity_rl import atari_games
+from plasticity_rl import workdir as workdir_lib
 
 MANIFEST = "sweep.json"
 LOGS = "logs"  # ROOT/logs/<game>/<variant>/seed_<n>.log, or seeds_<a>-<b>.log for a multi-seed process.
@@ -437,21 +438,12 @@ def check(runs: Sequence[Run], processes: Sequence[Process] = ()) -> dict[str, s
           old = json.load(f)
         except json.JSONDecodeError:
           old = None
-      new = json.loads(config.to_json_best_effort())
-      if old != new:
-        a, b = _flat(old or {}), _flat(new)
-        diff = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+      diff = "unreadable JSON" if old is None else workdir_lib.config_diff(old, json.loads(config.to_json_best_effort()))
+      if diff:
         conflicts[run.name] = f"{path} holds another config ({diff})"
     elif os.path.isdir(run.workdir) and os.listdir(run.workdir):
       conflicts[run.name] = f"{run.workdir} is not empty and holds no config.json"
   return conflicts
-
-
-def _flat(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-  return out
 
 
 def is_done(run: Run) -> bool:

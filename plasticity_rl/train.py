@@ -181,6 +181,16 @@ def env_seed(seed: int, frames: int = 0, evaluation: bool = False) -> int:
   return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 2)
 
 
+def evaluation_envs(config, seed: int, final: bool = False):
+  """A run's evaluation envs: `eval.num_episodes` of them; for the evaluation at total_frames
+  (`final`), `eval.final_num_episodes` when set (a pool of its own, with its own env seed)."""
+  if final and config.eval.final_num_episodes:
+    return atari.make_envs(config.game, config.eval.protocol, config.eval.final_num_episodes,
+                           env_seed(seed, config.total_frames, evaluation=True), config.eval.max_episode_frames)
+  return atari.make_envs(config.game, config.eval.protocol, config.eval.num_episodes,
+                         env_seed(seed, evaluation=True), config.eval.max_episode_frames)
+
+
 def next_multiple(frames: int, period: int) -> int:
   return (frames // period + 1) * period
 
@@ -218,9 +228,7 @@ def train(config, workdir: str) -> dict[str, Any]:
 
 def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop: StopSignals) -> dict[str, Any]:
   game, num_envs = config.game, config.env.num_envs
-  eval_envs = atari.make_envs(game, config.eval.protocol, config.eval.num_episodes,
-                              env_seed(config.seed, evaluation=True),
-                              config.eval.max_episode_frames)
+  eval_envs = evaluation_envs(config, config.seed)
   agent = dqn.make_agent(config, eval_envs.action_space.n)
   resumed = checkpointer.restore(optimizer=agent.optimizer, with_replay=config.checkpoint.save_replay)
   if resumed is not None:
@@ -326,7 +334,9 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
   def run_eval() -> bool:
     nonlocal eval_rng
     next_eval_rng, rng = jax.random.split(eval_rng)
-    results = evaluate(agent, state.params, eval_envs, config.eval.protocol, config.eval.epsilon, rng, stop)
+    final = frames >= config.total_frames and config.eval.final_num_episodes
+    envs = evaluation_envs(config, config.seed, final=True) if final else eval_envs
+    results = evaluate(agent, state.params, envs, config.eval.protocol, config.eval.epsilon, rng, stop)
     if results is None:  # Stopped: the evaluation stays due, and runs first on resume.
       return False
     eval_rng = next_eval_rng

@@ -18,20 +18,31 @@ def _flat(d, prefix=""):
   return out
 
 
+def config_diff(old: dict, new: dict) -> str | None:
+  """The fields in which config `new` departs from a workdir's `old` config.json ("a: x -> y, …"), or None.
+
+  A field that `old` lacks is a field added to the schema after that run started: its default keeps the
+  behaviour the run had (fields are added so), so it is not a difference and the run can still resume.
+  """
+  a, b = _flat(old), _flat(new)
+  diff = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if k in a and a.get(k) != b.get(k)]
+  return ", ".join(diff) or None
+
+
 def prepare_workdir(workdir: str, config) -> None:
   """Creates the workdir and writes config.json; refuses one made with another config.
 
   A workdir made with the same config is resumed: train() continues from its
-  newest readable checkpoint (or returns the summary of a finished run).
+  newest readable checkpoint (or returns the summary of a finished run). Fields
+  added to the schema since the run started are written into its config.json.
   """
   path = os.path.join(workdir, "config.json")
   new = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
-    if old != new:
-      a, b = _flat(old), _flat(new)
-      diff = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+    diff = config_diff(old, new)
+    if diff:
       raise WorkdirError(f"workdir {workdir} holds a run made with another config ({diff}); "
                          "use a new --workdir, or the same config to resume")
   elif os.path.isdir(workdir) and os.listdir(workdir):
