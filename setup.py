@@ -8,7 +8,7 @@ setuptools.setup(
     description="JAX/Flax Double DQN on Atari for plasticity-loss research: "
     "plasticity injection, metrics, interventions, 57-game aggregation.",
     packages=setuptools.find_packages(include=["plasticity_rl", "plasticity_rl.*"]),
-    package_data={"plasticity_rl": ["data/*.csv"]},
+    package_data={"plasticity_rl": ["data/*.csv", "data/*.md"]},
     python_requires=">=3.11",
     install_requires=[
         "jax>=0.7,<0.11",
@@ -36,6 +36,7 @@ setuptools.setup(
         "console_scripts": [
             "plasticity-rl=plasticity_rl.main:run",
             "plasticity-rl-aggregate=plasticity_rl.analysis.aggregate:run",
+            "plasticity-rl-reproduce=plasticity_rl.reproduce:run",
         ],
     },
 )
