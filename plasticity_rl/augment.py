@@ -9,7 +9,7 @@ shifts (per sample and between the two), as DrQ augments s and s' separately.
 `drq_dopamine` is the augmentation of Dopamine's Atari-100k agents, the DrQ(ε)
 baseline (dopamine/labs/atari_100k/atari_100k_rainbow_agent.py,
 `drq_image_augmentation`): edge padding by 4, a crop at an offset drawn from
-[0, 2·pad) — so shifts of −4…+3 pixels, where `random_shift` draws −4…+4 —
+[0, 2·pad) — so a pixel moves by −3…+4, where `random_shift` moves it by −4…+4 —
 then an intensity scale 1 + 0.05·clip(N(0, 1), −2, 2) per image. Its output is
 float32 on the uint8 scale (the network divides by 255 as for raw frames).
 """

@@ -184,10 +184,10 @@ def report(preset: str, games: Sequence[str], seeds: Sequence[int], dirs: Sequen
 
 
 def launch(preset: str, games: Sequence[str], seeds: Sequence[int], root: str, parallel: int,
-           overrides: Sequence[str] = ()) -> int:
+           overrides: Sequence[str] = (), smoke: bool = False) -> int:
   """Runs (or resumes) every unfinished run through the sweep launcher; returns the number that failed."""
   from plasticity_rl import sweep  # pylint: disable=g-import-not-at-top
-  config = os.path.join(_REPO, PRESETS[preset][0])
+  config = os.path.join(_REPO, PRESETS[preset][0]) + (":smoke" if smoke else "")
   runs = sweep.expand(root, config, games, {preset: {}}, seeds, overrides)
   manifest = sweep.Manifest.open(root, sweep.config_spec(config), list(overrides))
   processes = sweep.group(runs)
@@ -212,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--override", action="append", default=[], help="field=value for every run (not a "
                       "reproduction then: the report says so)")
   parser.add_argument("--report_only", action="store_true", help="report on what has finished; launch nothing")
+  parser.add_argument("--smoke", action="store_true", help="the preset's :smoke scale (seconds; for tests, not a "
+                      "reproduction)")
   args = parser.parse_args(argv)
   try:
     games = [atari_games.canonical_game(g) or g for g in args.games.split(",") if g]
@@ -219,13 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = os.path.abspath(os.path.expanduser(args.root))
     failed = 0
     if not args.report_only:
-      failed = launch(args.preset, games, seeds, root, args.parallel, args.override)
+      failed = launch(args.preset, games, seeds, root, args.parallel, args.override, smoke=args.smoke)
     text = report(args.preset, games, seeds, [root, *args.results], root)
   except (ReproduceError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  if args.override:
-    text += f"\nOverrides {args.override}: these runs depart from the preset, so this is not a reproduction.\n"
+  if args.override or args.smoke:
+    text += (f"\n{'The :smoke scale' if args.smoke else f'Overrides {args.override}'}: these runs depart from the "
+             "preset, so this is not a reproduction.\n")
   print(text)
   return 1 if failed else 0
 

@@ -105,3 +105,28 @@ def test_update_with_augmentation_carries_the_rng_and_compiles_once():
   drq_new, _ = drq.update(state, batch(0))
   assert not np.array_equal(plain_new.params["trainable"]["head"]["dense_0"]["linear"]["kernel"],
                             drq_new.params["trainable"]["head"]["dense_0"]["linear"]["kernel"])
+
+
+def test_drq_dopamine_moves_pixels_minus_three_to_plus_four_and_scales_intensity_per_image():
+  # dopamine/labs/atari_100k/atari_100k_rainbow_agent.py: randint(0, padded − size) = 0…7 crop offsets, then
+  # x · (1 + 0.05·clip(N(0, 1), −2, 2)) per image.
+  out = np.asarray(jax.jit(augment.drq_dopamine)(jax.random.key(1), one_hot_images(256)))
+  assert out.dtype == np.float32
+  moves, scales = set(), []
+  for image in out:
+    ys, xs = np.nonzero(image[..., 0])
+    assert len(ys) == 1
+    moves.add((ys[0] - 40, xs[0] - 40))  # The crop at offset o moves a pixel by pad − o.
+    scales.append(image[ys[0], xs[0], 0] / 255.0)
+  assert {m[0] for m in moves} == set(range(-3, 5))  # Offsets 0…7: never random_shift's 9th (a move of −4).
+  scales = np.asarray(scales)
+  assert scales.min() >= 0.9 - 1e-6 and scales.max() <= 1.1 + 1e-6 and scales.std() > 0.02
+  np.testing.assert_allclose(out[0][out[0] > 0] / 255.0, scales[0], rtol=1e-6)  # One scale per image.
+
+
+def test_drq_dopamine_batches_feed_the_network_on_the_uint8_scale():
+  images = np.full((2, 84, 84, 4), 200, np.uint8)
+  out = augment.augment_batch("drq_dopamine", jax.random.key(0), {"obs": images, "next_obs": images})
+  x = networks.QNetwork.preprocess(out["obs"])
+  assert 0.7 < float(x.min()) and float(x.max()) < 0.87  # ≈ 200/255 × (1 ± 0.1), not divided twice.
+  assert not np.array_equal(out["obs"], out["next_obs"])  # Independent draws for s and s'.

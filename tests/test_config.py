@@ -150,3 +150,22 @@ def test_cli_refuses_a_workdir_made_with_another_config(tmp_path):
   assert len(result.stderr.splitlines()) < 40, result.stderr
   assert sorted(os.listdir(tmp_path)) == ["config.json"]
   assert (tmp_path / "config.json").read_text() == before
+
+
+@pytest.mark.parametrize("field, value, loss, mentions", [
+    ("learner.huber_delta", 1.0, "dqn_zoo", "learner.loss='huber'"),  # Would be silently ignored.
+    ("learner.grad_error_bound", 0.05, "huber", "learner.loss='dqn_zoo'"),
+    ("learner.huber_delta", -1.0, "huber", "> 0"),
+    ("learner.loss", "l1", "l1", "allowed"),
+    ("network.initializer", "orthogonal", "dqn_zoo", "xavier_uniform"),
+    ("network.conv_padding", "CIRCULAR", "dqn_zoo", "SAME"),
+    ("eval.final_num_episodes", -1, "dqn_zoo", "≥ 0"),
+])
+def test_loss_and_network_fields_are_applied_or_refused(field, value, loss, mentions):
+  config = _get_config("smoke")
+  config.learner.loss = loss
+  _set(config, field, value)
+  with pytest.raises(config_lib.ConfigError) as error:
+    config_lib.validate(config)
+  assert str(error.value).startswith(f"config.{field}:"), str(error.value)
+  assert mentions in str(error.value), str(error.value)

@@ -1,5 +1,6 @@
 """Tests for plasticity_rl.agents.dqn: the Double-DQN target, the loss, jitted update/act."""
 
+import dataclasses
 import functools
 
 import jax
@@ -216,3 +217,54 @@ def test_make_agent_from_config():
 def test_linear_epsilon(frames, expected):
   eps = dqn.linear_epsilon(frames, start=1.0, end=0.01, decay_frames=2_000, offset_frames=1_000)
   assert eps == pytest.approx(expected)
+
+
+# -- the TD losses: DQN Zoo's form, Huber, MSE; Double vs plain Q-learning --------------------------------------
+
+def _dqn_zoo_loss_grad_wrt_td(td: np.ndarray, bound: float) -> np.ndarray:
+  """DQN Zoo's double_q loss, by hand: loss = mean(½·clip_gradient(td, ±bound)²). The gradient reaching td_i from
+  the mean is td_i / B; rlax.clip_gradient clips that cotangent to ±bound."""
+  return np.clip(td / td.shape[0], -bound, bound)
+
+
+@pytest.mark.parametrize("batch_size", [8, 32, 128])
+def test_dqn_zoo_loss_gradient_is_dqn_zoos_at_every_batch_size(batch_size):
+  td = np.random.default_rng(batch_size).normal(0.0, 3.0, batch_size).astype(np.float32)
+  grad = jax.grad(lambda t: dqn.td_loss(t, "dqn_zoo", grad_error_bound=1 / 32))(jnp.asarray(td))
+  np.testing.assert_allclose(grad, _dqn_zoo_loss_grad_wrt_td(td, 1 / 32), rtol=1e-6, atol=1e-9)
+  # The same as mean Huber with δ = B/32 (δ = 1 exactly at DQN Zoo's batch of 32).
+  huber = jax.grad(lambda t: dqn.td_loss(t, "huber", huber_delta=batch_size / 32))(jnp.asarray(td))
+  np.testing.assert_allclose(grad, huber, rtol=1e-5, atol=1e-9)
+  # The old paper-scale loss (mean Huber δ = 1/32) had a gradient B/32 × … smaller: this test would fail on it.
+  old = jax.grad(lambda t: dqn.td_loss(t, "huber", huber_delta=1 / 32))(jnp.asarray(td))
+  assert np.abs(np.asarray(grad)).sum() > 1.5 * np.abs(np.asarray(old)).sum()
+  np.testing.assert_allclose(dqn.td_loss(jnp.asarray(td), "dqn_zoo"), np.mean(0.5 * td.astype(np.float64)**2),
+                             rtol=1e-5)
+
+
+def test_mse_loss_is_dopamines():
+  td = np.array([0.5, -2.0, 3.0], np.float32)
+  np.testing.assert_allclose(dqn.td_loss(jnp.asarray(td), "mse"), np.mean(td**2), rtol=1e-6)  # No ½ (losses.mse_loss).
+  with pytest.raises(ValueError, match="unknown loss"):
+    dqn.td_loss(jnp.asarray(td), "l1")
+
+
+def test_paper_scale_config_uses_dqn_zoos_loss():
+  config = config_lib.base_config()
+  config_lib.validate(config)
+  agent = dqn.make_agent(config, num_actions=4)
+  assert (agent.loss_kind, agent.grad_error_bound, agent.double_q) == ("dqn_zoo", 1 / 32, True)
+  assert agent.huber_delta == 1.0  # Unused with dqn_zoo, and refused if set (test_config).
+
+
+def test_double_q_false_is_q_learning():
+  agent = dataclasses.replace(_tiny_agent(), double_q=False)
+  state = agent.init(jax.random.key(0))
+  state = state.replace(target_params=agent.network.init(jax.random.key(1), TINY_OBS))
+  batch = _batch(np.random.default_rng(0), 64, TINY_OBS, TINY_ACTIONS, reward_scale=3.0)
+  loss, _ = agent.loss(state.params["trainable"], state, batch)
+  b = np.arange(64)
+  q_tm1 = _numpy_q(state.params, batch["obs"])
+  q_target_t = _numpy_q(state.target_params, batch["next_obs"])
+  td = batch["reward"] + batch["discount"] * q_target_t.max(axis=1) - q_tm1[b, batch["action"]]
+  np.testing.assert_allclose(loss, _numpy_huber(td).mean(), rtol=1e-5)

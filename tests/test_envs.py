@@ -160,3 +160,53 @@ def test_frame_stacker_with_a_real_env():
     frames.append(step.frame)
     obs = stacker.push(step.frame, step.first)
   np.testing.assert_array_equal(obs, np.stack(frames[-4:], axis=-1))
+
+
+class _ScriptedPool:
+  """An envpool-like synchronous pool of one env whose recv() replays scripted (terminated, truncated, info)."""
+
+  def __init__(self, script):
+    self.script, self.t = script, 0
+
+  def reset(self):
+    return np.zeros((1, 1, 84, 84), np.uint8), {"lives": np.array([3]), "env_id": np.array([0])}
+
+  def send(self, actions):
+    del actions
+
+  def recv(self):
+    terminated, truncated, game_over, lives = self.script[self.t]
+    self.t += 1
+    info = {"lives": np.array([lives]), "env_id": np.array([0]), "terminated": np.array([game_over])}
+    return (np.zeros((1, 1, 84, 84), np.uint8), np.zeros(1), np.array([terminated]), np.array([truncated]), info)
+
+
+def test_game_over_on_the_cap_step_is_terminal():
+  # envpool, when the game ends on the episode cap's last step: terminated=False, truncated=True,
+  # info["terminated"]=1 (checked on real envpool: a plain time limit has info["terminated"]=0).
+  script = [(False, False, 0, 3), (False, True, 1, 0), (False, False, 0, 3), (False, True, 0, 3)]
+  stepper = atari.AtariStepper(_ScriptedPool(script), "machado")
+  stepper.reset()
+  steps = [stepper.step(np.zeros(1, np.int64)) for _ in script]
+  assert not steps[0].terminal[0] and not steps[0].last[0]
+  assert steps[1].terminal[0] and steps[1].last[0]  # A game over: no bootstrapping from it.
+  assert steps[2].first[0]
+  assert steps[3].last[0] and not steps[3].terminal[0]  # A plain time limit: bootstrapped through.
+
+
+def test_real_time_limit_reports_no_game_over():
+  envs = atari.make_envs("Pong", "dqn_zoo", num_envs=1, seed=0, max_episode_frames=40)
+  envs.reset()
+  for _ in range(10):
+    *_, truncated, info = envs.step(np.zeros(1, np.int64))
+  assert truncated[0] and not info["terminated"][0]
+
+
+def test_atari100k_protocol_is_dopamines():
+  envs = atari.make_envs("Boxing", "atari100k", num_envs=1, seed=0)
+  config = envs.spec.config
+  assert config.repeat_action_probability == 0.0  # DrQ_eps.gin: sticky_actions = False.
+  assert not config.full_action_space  # The NoFrameskip-v4 games: minimal action set.
+  assert config.noop_max == 1  # Dopamine's AtariPreprocessing has no no-op starts.
+  assert config.max_episode_steps == 27_000  # max_steps_per_episode, from max_episode_frames = 108,000.
+  assert atari.PROTOCOLS["atari100k"].life_loss_discount  # terminal_on_life_loss = True.

@@ -169,3 +169,56 @@ def test_optimizer_presets_build_on_the_trainable_tree(name):
 def test_unknown_optimizer_is_rejected():
   with pytest.raises(ValueError, match="sgd"):
     dqn.make_optimizer(ml_collections.ConfigDict({"optimizer": "sgd", "learning_rate": None}))
+
+
+# -- Dopamine's FullRainbowNetwork options: dueling head, xavier_uniform, SAME padding; DQN Zoo's init --------
+
+def test_dueling_head_is_value_plus_centred_advantage():
+  network, params = _init(num_actions=4, width=0.25, hidden=32, dueling=True)
+  obs = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, *OBS), np.uint8))
+  _, features = network.apply_with_features(params, obs)
+  kernel, bias = (params["trainable"]["head"]["dense_1"]["linear"][k] for k in ("kernel", "bias"))
+  assert kernel.shape == (32 // 4, 5)  # 4 advantages + 1 value, one kernel.
+  out = np.asarray(features["dense_0"]) @ np.asarray(kernel) + np.asarray(bias)
+  advantage, value = out[:, :4], out[:, 4:]
+  np.testing.assert_allclose(network.apply(params, obs), value + advantage - advantage.mean(1, keepdims=True),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_dueling_columns_are_initialized_as_separate_xavier_layers():
+  # Dopamine: adv = Dense(A, xavier_uniform)(x), value = Dense(1, xavier_uniform)(x): limits √(6/(n+A)) and
+  # √(6/(n+1)). A narrow hidden layer (n = 8) with A = 18 tells them apart: 0.48 vs 0.82.
+  network = networks.make_network(_network_config(dueling=True, initializer="xavier_uniform", hidden=8), 18)
+  kernels = [np.asarray(network.init(jax.random.key(k), (36, 36, 4))["trainable"]["head"]["dense_1"]["linear"]
+                        ["kernel"]) for k in range(10)]
+  advantage, value = np.concatenate([k[:, :18] for k in kernels]), np.concatenate([k[:, 18] for k in kernels])
+  adv_bound, value_bound = np.sqrt(6 / (8 + 18)), np.sqrt(6 / (8 + 1))
+  assert adv_bound * 0.95 < np.abs(advantage).max() <= adv_bound * (1 + 1e-6)
+  assert value_bound * 0.9 < np.abs(value).max() <= value_bound * (1 + 1e-6)
+  params = network.init(jax.random.key(0), (36, 36, 4))
+  assert not np.asarray(params["trainable"]["head"]["dense_1"]["linear"]["bias"]).any()
+
+
+def test_same_padding_gives_dopamines_feature_sizes():
+  _, params = _init_shapes(num_actions=6, conv_padding="SAME")
+  shapes = _kernel_shapes(params)
+  assert shapes["dense_0"] == (11 * 11 * 64, 512)  # 84 → 21 → 11 → 11 with SAME; 7 × 7 × 64 with VALID.
+  _, valid = _init_shapes(num_actions=6)
+  assert _kernel_shapes(valid)["dense_0"] == (7 * 7 * 64, 512)
+
+
+def test_dqn_zoo_initializer_draws_weights_and_biases_within_one_over_sqrt_fan_in():
+  _, params = _init(num_actions=6, initializer="dqn_zoo")
+  layers = networks.main_layers(params)
+  for name, fan_in in (("conv_0", 8 * 8 * 4), ("conv_1", 4 * 4 * 32), ("conv_2", 3 * 3 * 64),
+                       ("dense_0", 3136), ("dense_1", 512)):
+    bound = 1 / np.sqrt(fan_in)
+    for leaf in ("kernel", "bias"):
+      values = np.asarray(layers[name]["linear"][leaf])
+      assert np.abs(values).max() <= bound * (1 + 1e-6), (name, leaf)
+      assert np.abs(values).max() > 0.5 * bound, (name, leaf)  # Drawn, not zeros (flax's bias default).
+
+
+def test_unknown_initializer_is_rejected():
+  with pytest.raises(ValueError, match="unknown initializer"):
+    _init(num_actions=2, width=0.25, hidden=8, initializer="orthogonal")

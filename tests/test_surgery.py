@@ -203,3 +203,18 @@ def test_injection_schedule_is_validated_against_the_budget():
     config_lib.validate(config)
   config.injection.hidden = (64, 128)
   config_lib.validate(config)
+
+
+def test_injection_leaves_a_dueling_network_unchanged():
+  network = networks.QNetwork(networks.nature_cnn_specs(NUM_ACTIONS, width=0.25, hidden=32), dueling=True,
+                              initializer="xavier_uniform", conv_padding="SAME")
+  opt = dqn.make_optimizer(ml_collections.ConfigDict({"optimizer": "adam_dopamine", "learning_rate": 1e-3}))
+  agent = dqn.DQNAgent(network, opt, OBS_SHAPE, NUM_ACTIONS, target_update_period_updates=1000)
+  state = trained_state(agent)
+  obs = random_batch(99, 16)["obs"]
+  injected = inject(agent, state)
+  assert float(jnp.max(jnp.abs(agent.network.apply(injected.params, obs) - agent.network.apply(state.params, obs)))) \
+      <= 1e-5
+  updated, _ = agent.update(injected, random_batch(5))  # The dueling branches train.
+  assert float(jnp.max(jnp.abs(agent.network.apply(updated.params, obs) - agent.network.apply(injected.params, obs)))) \
+      > 0
