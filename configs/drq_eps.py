@@ -52,6 +52,7 @@ REFERENCE = {
     "network.dueling": (True, f"{GIN}: JaxFullRainbowAgent.dueling = True"),
     "network.initializer": ("xavier_uniform", "jax/networks.py FullRainbowNetwork: xavier_uniform kernels"),
     "network.conv_padding": ("SAME", "jax/networks.py FullRainbowNetwork: nn.Conv's default padding"),
+    "network.shared_output_bias": (False, "jax/networks.py FullRainbowNetwork: nn.Dense's bias per output"),
     "network.hidden": (512, "jax/networks.py FullRainbowNetwork: 'Single hidden layer of size 512'"),
     "network.width": (1.0, "jax/networks.py FullRainbowNetwork: 32/64/64 conv features"),
 }

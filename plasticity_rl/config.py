@@ -90,7 +90,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.layer_norm = False  # LayerNorm after every hidden layer.
   c.network.crelu_halve_width = True  # With crelu: hidden layers get half the units (the same output width).
   c.network.dueling = False  # Dueling head (value + advantage − mean advantage), as Dopamine's FullRainbowNetwork.
-  c.network.initializer = "lecun_normal"  # networks.INITIALIZERS: "lecun_normal", "xavier_uniform", "dqn_zoo".
+  # networks.INITIALIZERS: "lecun_normal" (flax), "xavier_uniform" (Dopamine), "dqn_zoo" (dqn_zoo/networks.py).
+  c.network.initializer = "dqn_zoo"
+  c.network.shared_output_bias = True  # One bias for all Q-values: DQN Zoo's double_q network.
   c.network.conv_padding = "VALID"  # "VALID" (Nature CNN, DQN Zoo) or "SAME" (flax's default: Dopamine's nets).
 
   c.injection = ml_collections.ConfigDict()  # Plasticity injection (surgery.py).
@@ -153,10 +155,13 @@ def apply_scale(config: ml_collections.ConfigDict, scale: str | None) -> ml_coll
     config.exploration.decay_frames = 150_000
     config.exploration.epsilon_end = 0.05
     config.network.width = 0.5
+    # The demo's network as before the presets followed DQN Zoo's network too (flax's init, a bias per
+    # action), so its documented results still hold; the demo is no paper's setup.
+    config.network.initializer = "lecun_normal"
+    config.network.shared_output_bias = False
     config.eval.period_frames = 100_000
     config.eval.num_episodes = 4
     config.eval.epsilon = 0.05
-    config.eval.max_episode_frames = 27_000
     config.log.period_frames = 20_000
     config.checkpoint.period_frames = 100_000
     config.metrics.period_frames = 20_000

@@ -84,6 +84,9 @@ class QNetwork:
   dueling: bool = False
   initializer: str = "lecun_normal"
   conv_padding: str = "VALID"
+  # One bias shared by every output (DQN Zoo's double_q network, `linear_with_shared_bias` in
+  # dqn_zoo/networks.py): the output layer's bias has shape [1].
+  shared_output_bias: bool = False
 
   @property
   def layer_names(self) -> tuple[str, ...]:
@@ -110,7 +113,7 @@ class QNetwork:
       linear = nn.Conv(features, (spec.kernel, spec.kernel), (spec.stride, spec.stride), padding=self.conv_padding,
                        kernel_init=init)
     else:
-      linear = nn.Dense(features, kernel_init=init)
+      linear = nn.Dense(features, kernel_init=init, use_bias=not (self.shared_output_bias and self.is_output(spec.name)))
     norm = nn.LayerNorm() if self.layer_norm and not self.is_output(spec.name) else None
     return linear, norm
 
@@ -121,12 +124,14 @@ class QNetwork:
     linear, norm = self._modules(spec, self.output_width(features) if self.is_output(name) else features)
     x = self._flatten_for(spec, x)
     params = {"linear": linear.init(rng, x)["params"]}
+    kernel = params["linear"]["kernel"]
+    bias_shape = (1,) if "bias" not in params["linear"] else kernel.shape[-1:]  # Shared: one bias.
     if self.initializer == "dqn_zoo":  # Biases too, with the kernel's fan-in.
-      kernel = params["linear"]["kernel"]
       bound = 1.0 / math.sqrt(math.prod(kernel.shape[:-1]))
-      params["linear"]["bias"] = jax.random.uniform(jax.random.fold_in(rng, 1), kernel.shape[-1:], kernel.dtype,
-                                                    -bound, bound)
-    x = linear.apply({"params": params["linear"]}, x)
+      params["linear"]["bias"] = jax.random.uniform(jax.random.fold_in(rng, 1), bias_shape, kernel.dtype, -bound, bound)
+    elif "bias" not in params["linear"]:
+      params["linear"]["bias"] = jnp.zeros(bias_shape, kernel.dtype)
+    x = self._linear(linear, params["linear"], x)
     if norm is not None:
       params["norm"] = norm.init(rng, x)["params"]
     return params, self._finish(spec, params, norm, x)
@@ -134,8 +139,14 @@ class QNetwork:
   def apply_layer(self, name: str, params: Params, x: jax.Array) -> jax.Array:
     spec = self.spec(name)
     linear, norm = self._modules(spec, params["linear"]["kernel"].shape[-1])
-    x = linear.apply({"params": params["linear"]}, self._flatten_for(spec, x))
+    x = self._linear(linear, params["linear"], self._flatten_for(spec, x))
     return self._finish(spec, params, norm, x)
+
+  @staticmethod
+  def _linear(linear: nn.Module, params: Params, x: jax.Array) -> jax.Array:
+    if getattr(linear, "use_bias", True):
+      return linear.apply({"params": params}, x)
+    return linear.apply({"params": {"kernel": params["kernel"]}}, x) + params["bias"]  # The shared bias.
 
   def _flatten_for(self, spec: LayerSpec, x: jax.Array) -> jax.Array:
     return x.reshape(x.shape[0], -1) if spec.kind == "dense" and x.ndim > 2 else x
@@ -258,6 +269,7 @@ def make_network(network_config, num_actions: int) -> QNetwork:
       dueling=network_config.get("dueling", False),
       initializer=network_config.get("initializer", "lecun_normal"),
       conv_padding=network_config.get("conv_padding", "VALID"),
+      shared_output_bias=network_config.get("shared_output_bias", False),
   )
 
 

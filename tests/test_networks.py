@@ -222,3 +222,16 @@ def test_dqn_zoo_initializer_draws_weights_and_biases_within_one_over_sqrt_fan_i
 def test_unknown_initializer_is_rejected():
   with pytest.raises(ValueError, match="unknown initializer"):
     _init(num_actions=2, width=0.25, hidden=8, initializer="orthogonal")
+
+
+def test_shared_output_bias_is_one_parameter_added_to_every_q_value():
+  network, params = _init(num_actions=5, width=0.25, hidden=16, initializer="dqn_zoo", shared_output_bias=True)
+  bias = params["trainable"]["head"]["dense_1"]["linear"]["bias"]
+  assert bias.shape == (1,) and float(jnp.abs(bias[0])) <= 1 / 4 + 1e-6  # ±1/√fan_in, fan_in = 16.
+  obs = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, *OBS), np.uint8))
+  shifted = jax.tree.map(lambda x: x, params)
+  shifted["trainable"]["head"]["dense_1"]["linear"]["bias"] = bias + 1.0
+  np.testing.assert_allclose(network.apply(shifted, obs) - network.apply(params, obs), 1.0, rtol=1e-5)
+  total = networks.count_params(params)
+  _, per_action = _init(num_actions=5, width=0.25, hidden=16, initializer="dqn_zoo")
+  assert networks.count_params(per_action) == total + 4

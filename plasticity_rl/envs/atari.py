@@ -16,6 +16,10 @@ Presets (see docs/protocols.md and ../shared/reference/PROTOCOLS.md):
   (`terminal_on_life_loss = True`; the game goes on), no no-op starts; episodes of
   27,000 agent steps (`max_steps_per_episode`) come from the config's
   `max_episode_frames` = 108,000.
+- `dopamine` (Dopamine's Atari agents, e.g. dopamine/jax/agents/dqn/configs/dqn.gin
+  and discrete_domains/atari_lib.py): sticky actions p=0.25 (`sticky_actions =
+  True`: the `NoFrameskip-v0` games), minimal action set, no life-loss signal
+  (AtariPreprocessing's `terminal_on_life_loss` default False), no no-op starts.
 Rewards reach the learner clipped to [-1, 1] (in the loop); every logged return
 is the raw game score.
 """
@@ -45,6 +49,7 @@ PROTOCOLS = {
     "machado": Protocol(sticky_action_prob=0.25, full_action_space=True, life_loss_discount=False, noop_max=1),
     "dqn_zoo": Protocol(sticky_action_prob=0.0, full_action_space=False, life_loss_discount=True, noop_max=30),
     "atari100k": Protocol(sticky_action_prob=0.0, full_action_space=False, life_loss_discount=True, noop_max=1),
+    "dopamine": Protocol(sticky_action_prob=0.25, full_action_space=False, life_loss_discount=False, noop_max=1),
 }
 
 
