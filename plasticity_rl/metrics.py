@@ -2,27 +2,33 @@
 
 `plasticity_metrics(agent, state, probe_batch, init_params)` is one jitted call
 (compiled once per params-tree structure: again after each injection) that
-returns a flat dict of float32 scalars with stable names (docs/metrics.md):
+returns a flat dict of float32 scalars with stable names (docs/metrics.md has
+every formula with its source):
 
     dormant_<τ>/<group>/<layer>   τ-dormant fraction of a hidden layer (ReDo), τ ∈ taus
-    dormant_<τ>                   dormant units / units over the main path's hidden layers
-    fau/<group>/<layer>           fraction of active units (activation > 0)
-    fau                           active units / units over the main path's hidden layers
-    srank, feature_rank, feature_rank_sqrt_n, effective_rank
+    dormant_<τ>                   dormant units / units over the main path's hidden layers (ReDo's percentage)
+    fau/<group>/<layer>           fraction of active units: activation elements > 0 / elements (Ma et al.)
+    fau/encoder, fau/head         the same count over a module's hidden layers: active elements / elements
+    fau                           the same count over every hidden layer of the main path (the whole Q-network)
+    fau/<branch>                  the same count over an injected branch's hidden layers
+    srank, feature_rank, feature_rank_unnormalized, effective_rank
                                   of the penultimate features Φ (last hidden layer, main path)
     <rank metric>/<branch>        the same for an injected branch's penultimate features
     <rank metric>/combined        the same for [Φ_main | Φ_plus_0 | Φ_minus_0 | …], on which Q is linear
-    weight_mean_abs/<group>/<layer>, weight_norm/<group>/<layer>   of the layer's kernel
+    effective_rank/<group>/<layer>  effective rank of every hidden layer's features
+    weight_mean_abs               mean |θ| over every trainable parameter, biases included (network-wide)
+    weight_mean_abs/<group>/<layer>  mean |θ| over the layer's parameters (kernel, bias, LayerNorm)
+    weight_norm/<group>/<layer>   ‖kernel‖₂ (Frobenius) of the layer
     param_norm                    ‖θ‖₂ over all trainable params
     distance_from_init/<group>/<layer>, distance_from_init          ‖θ − θ_init‖₂ (see below)
-    updated_units/<part>/<layer>  share of a trainable layer's units with a non-zero gradient
+    updated_units/<part>/<layer>  share of a trainable layer's units with a non-zero gradient on a training batch
     grad_norm, loss               of the agent's loss on the probe batch
     q_mean, q_max, td_abs_mean, td_abs_max
 
 <group> is the params part ("encoder", "head") for the main path — after an
 injection the main path's injected layers are the *trainable* branch θ'₁ — and
 "plus_<i>" / "minus_<i>" for the frozen branches of params["frozen"]. The output
-layer has no dormant/FAU entries (it is never recycled and has no activation).
+layer has no dormant/FAU/rank entries (it is never recycled and has no activation).
 
 Distance from initialization is measured against each layer's own init: the
 main-path layers of an injected suffix against the fresh init of the latest
@@ -51,7 +57,13 @@ Params = networks.Params
 DEFAULT_TAUS = (0.0, 0.025, 0.1)
 SRANK_DELTA = 0.01
 FEATURE_RANK_EPS = 0.01
-RANK_METRICS = ("srank", "feature_rank", "feature_rank_sqrt_n", "effective_rank")
+# feature_rank is Lyle et al.'s (σ of Φ/√n); feature_rank_unnormalized counts σ of Φ itself (it was named
+# feature_rank before, and Lyle et al.'s one feature_rank_sqrt_n).
+RANK_METRICS = ("srank", "feature_rank", "feature_rank_unnormalized", "effective_rank")
+# Updated units are measured on a training batch: the loop's learner batch when the caller passes it
+# (`train_batch`), else the first `train_batch_size` transitions of the probe, a uniform replay sample of a
+# learner batch's size. 32 = base_config's learner.batch_size (DQN Zoo's and Dopamine's batch).
+DEFAULT_TRAIN_BATCH_SIZE = 32
 _BATCH_KEYS = ("obs", "action", "reward", "discount", "next_obs")
 
 
@@ -80,13 +92,31 @@ def dormant_fraction(activations: jax.Array, tau: float) -> jax.Array:
 
 
 def fraction_active(activations: jax.Array) -> jax.Array:
-  """FAU (Ma et al. 2023): share of unit activations > 0 over batch (and space)."""
+  """FAU of one layer (Ma et al. 2024): activation elements > 0 / elements, over batch, space and channels."""
   return jnp.mean((activations > 0).astype(jnp.float32))
 
 
+def active_elements(activations: jax.Array) -> tuple[jax.Array, int]:
+  """(activation elements > 0, elements) of one layer's post-activation output, for FAU over several layers.
+
+  Ma et al.'s FAU of a module sums these over its hidden layers before dividing:
+  FAU = Σ_l #{h_l > 0} / Σ_l numel(h_l), with h_l the [batch, (H, W,) C] output of hidden layer l
+  (Guozheng-Ma/Adaptive-Replay-Ratio, drqv2_adapt_rr.py: `Critic.forward_with_FAU` over the Q-heads' ReLU
+  outputs, `Encoder.forward_with_FAU` over the conv layers'; the same count in torressliu/neuroplastic-expansion,
+  stl/modules_TD3.py `MLPCritic.forward_with_FAU`). A conv layer thus weighs in with B·H·W·C elements, a dense
+  one with B·C: it is not a mean of the layers' FAUs, nor one weighted by units.
+  """
+  return jnp.sum((activations > 0).astype(jnp.float32)), int(activations.size)
+
+
 def singular_values(features: jax.Array) -> jax.Array:
-  """σ of a [n, ...] feature matrix (flattened to [n, d]), descending."""
-  return jnp.linalg.svdvals(features.reshape(features.shape[0], -1).astype(jnp.float32))
+  """σ of a [n, ...] feature matrix (flattened to [n, d]), descending, min(n, d) of them.
+
+  A very wide Φ (d ≥ 4n: conv feature maps) goes to the SVD as Φᵀ: the same singular values, and XLA's CPU
+  SVD of the 256 × 12,800 conv_0 features is 2–5× faster that way (for 256 × 512 it is slower).
+  """
+  m = features.reshape(features.shape[0], -1).astype(jnp.float32)
+  return jnp.linalg.svdvals(m.T if m.shape[1] >= 4 * m.shape[0] else m)
 
 
 def srank(sv: jax.Array, delta: float = SRANK_DELTA) -> jax.Array:
@@ -98,7 +128,10 @@ def srank(sv: jax.Array, delta: float = SRANK_DELTA) -> jax.Array:
 
 
 def feature_rank(features: jax.Array, eps: float = FEATURE_RANK_EPS, normalize: bool = True) -> jax.Array:
-  """Lyle et al. 2022: #{σ(Φ/√n) > eps} (normalize) or #{σ(Φ) > eps}, Φ = [n, d] features."""
+  """Lyle, Rowland, Dabney 2022 (ICLR, arXiv 2204.09560): #{σ(Φ/√n) > eps}, Φ = [n, d] features.
+
+  normalize=False counts #{σ(Φ) > eps} instead (`feature_rank_unnormalized`), which grows with n.
+  """
   sv = singular_values(features)
   return _count_above(sv / jnp.sqrt(features.shape[0]) if normalize else sv, eps)
 
@@ -108,7 +141,11 @@ def _count_above(sv: jax.Array, eps: float) -> jax.Array:
 
 
 def effective_rank(sv: jax.Array) -> jax.Array:
-  """Roy & Vetterli 2007: exp(−Σ p_k log p_k), p_k = σ_k / Σσ (0 log 0 = 0); 0 for a zero matrix."""
+  """Roy & Vetterli 2007: exp(−Σ p_k log p_k), p_k = σ_k / Σσ (0 log 0 = 0); 0 for a zero matrix.
+
+  As the CS285 plasticity project computes it (arvindrajaraman/plasticity-rl, cs285/infrastructure/utils.py
+  `compute_effective_rank`: σ / Σ|σ|, entropy over p > 0, e^H).
+  """
   total = jnp.sum(sv)
   p = sv / jnp.where(total > 0, total, 1.0)
   entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
@@ -117,20 +154,29 @@ def effective_rank(sv: jax.Array) -> jax.Array:
 
 def rank_metrics(features: jax.Array, delta: float = SRANK_DELTA,
                  eps: float = FEATURE_RANK_EPS) -> dict[str, jax.Array]:
-  """srank, feature_rank (#σ(Φ) > eps), feature_rank_sqrt_n (#σ(Φ/√n) > eps), effective_rank: one SVD."""
+  """srank, feature_rank (Lyle et al.: #σ(Φ/√n) > eps), feature_rank_unnormalized (#σ(Φ) > eps),
+  effective_rank: one SVD."""
   sv = singular_values(features)
-  return {"srank": srank(sv, delta), "feature_rank": _count_above(sv, eps),
-          "feature_rank_sqrt_n": _count_above(sv / jnp.sqrt(features.shape[0]), eps),
-          "effective_rank": effective_rank(sv)}
+  return {"srank": srank(sv, delta), "feature_rank": _count_above(sv / jnp.sqrt(features.shape[0]), eps),
+          "feature_rank_unnormalized": _count_above(sv, eps), "effective_rank": effective_rank(sv)}
 
 
 def updated_units(layer_grads: Params) -> jax.Array:
-  """Share of a layer's units (output channels) with any non-zero incoming gradient (kernel or bias)."""
+  """Share of a layer's units (output channels) with any non-zero incoming gradient (kernel or bias).
+
+  The CS285 report's "updated units": units whose gradient is non-zero on a (training) batch.
+  """
   kernel = layer_grads["linear"]["kernel"]
   updated = jnp.any(kernel != 0, axis=tuple(range(kernel.ndim - 1)))
   if "bias" in layer_grads["linear"]:
     updated = updated | (layer_grads["linear"]["bias"] != 0)
   return jnp.mean(updated.astype(jnp.float32))
+
+
+def mean_abs(tree: Any) -> jax.Array:
+  """Mean |θ| over every element of every leaf (kernels, biases, LayerNorm params): Σ|θ| / #θ."""
+  leaves = jax.tree.leaves(tree)
+  return sum(jnp.sum(jnp.abs(x.astype(jnp.float32))) for x in leaves) / sum(x.size for x in leaves)
 
 
 def tree_norm(tree: Any) -> jax.Array:
@@ -192,7 +238,7 @@ def _weight_metrics(network, params, init_params) -> dict[str, jax.Array]:
   sq_total = []
   for key, p, ref in sorted(layers, key=lambda t: t[0]):
     kernel = p["linear"]["kernel"]
-    out[f"weight_mean_abs/{key}"] = jnp.mean(jnp.abs(kernel))
+    out[f"weight_mean_abs/{key}"] = mean_abs(p)
     out[f"weight_norm/{key}"] = jnp.sqrt(jnp.sum(jnp.square(kernel)))
     if ref is not None and _same_shapes(p, ref):
       sq = sum(jnp.sum(jnp.square(a - b)) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(ref)))
@@ -212,14 +258,34 @@ def _same_shapes(a: Params, b: Params) -> bool:
     return False
 
 
+def _fau_modules(network: networks.QNetwork, hidden: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+  """fau (the main path's hidden layers), fau/<part> (one module: encoder, head) and fau/<branch>: each
+  Σ active elements / Σ elements over its layers (`active_elements`), as Ma et al. count a module's FAU."""
+  modules: dict[str, list[str]] = {"fau": []}
+  main = {layer_key(network, n): network.spec(n).part for n in network.layer_names[:-1]}
+  for key in sorted(hidden):
+    group = key.split("/")[0]
+    if key in main:
+      modules["fau"].append(key)
+      modules.setdefault(f"fau/{main[key]}", []).append(key)
+    else:
+      modules.setdefault(f"fau/{group}", []).append(key)
+  out = {}
+  for name, keys in modules.items():
+    counts = [active_elements(hidden[k]) for k in keys]
+    out[name] = sum(c for c, _ in counts) / sum(n for _, n in counts)
+  return out
+
+
 def _metrics(agent: dqn.DQNAgent, state: dqn.TrainState, probe_batch: Mapping[str, jax.Array],
-             init_params: Params | None, taus: Sequence[float]) -> dict[str, jax.Array]:
+             init_params: Params | None, taus: Sequence[float], train_batch: Mapping[str, jax.Array] | None,
+             train_batch_size: int) -> dict[str, jax.Array]:
   network = agent.network
   params = state.params
   batch = {k: probe_batch[k] for k in _BATCH_KEYS}
   out: dict[str, jax.Array] = {}
 
-  # Activations: dormant fractions and FAU of every hidden layer, per group.
+  # Activations: dormant fractions, FAU and effective rank of every hidden layer, per group.
   q, acts = activations(network, params, batch["obs"])
   output = network.layer_names[-1]
   hidden = {k: a for k, a in acts.items() if not k.endswith("/" + output)}
@@ -232,12 +298,10 @@ def _metrics(agent: dqn.DQNAgent, state: dqn.TrainState, probe_batch: Mapping[st
       if key in main_hidden:
         dead, units = dead + jnp.sum(mask.astype(jnp.float32)), units + mask.shape[0]
     out[f"dormant_{tau:g}"] = dead / units
-  active, units = 0.0, 0
   for key, a in sorted(hidden.items()):
     out[f"fau/{key}"] = fraction_active(a)
-    if key in main_hidden:
-      active, units = active + out[f"fau/{key}"] * a.shape[-1], units + a.shape[-1]
-  out["fau"] = active / units
+    out[f"effective_rank/{key}"] = effective_rank(singular_values(a))
+  out.update(_fau_modules(network, hidden))
 
   # Ranks of the penultimate features: main path, each branch that has that layer, all of them side by side.
   penultimate = network.layer_names[-2]
@@ -254,12 +318,17 @@ def _metrics(agent: dqn.DQNAgent, state: dqn.TrainState, probe_batch: Mapping[st
   # Weights and distance from initialization.
   out.update(_weight_metrics(network, params, init_params))
   out["param_norm"] = tree_norm(params["trainable"])
+  out["weight_mean_abs"] = mean_abs(params["trainable"])
 
-  # Gradients of the learner's own loss on the probe batch.
+  # Gradients of the learner's own loss: loss and norm on the probe batch, updated units on a training batch.
   (loss, _), grads = jax.value_and_grad(agent.loss, has_aux=True)(params["trainable"], state, batch)
   out["loss"] = loss
   out["grad_norm"] = tree_norm(grads)
-  for part, layers in grads.items():
+  if train_batch is None:
+    train_batch = {k: v[:min(train_batch_size, v.shape[0])] for k, v in batch.items()}
+  train_grads = jax.grad(agent.loss, has_aux=True)(params["trainable"], state,
+                                                   {k: train_batch[k] for k in _BATCH_KEYS})[0]
+  for part, layers in train_grads.items():
     for name, g in layers.items():
       out[f"updated_units/{part}/{name}"] = updated_units(g)
 
@@ -273,10 +342,11 @@ def _metrics(agent: dqn.DQNAgent, state: dqn.TrainState, probe_batch: Mapping[st
   return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("agent", "taus"))
+@functools.partial(jax.jit, static_argnames=("agent", "taus", "train_batch_size"))
 def plasticity_metrics(agent: dqn.DQNAgent, state: dqn.TrainState, probe_batch: Mapping[str, jax.Array],
-                       init_params: Params | None = None, taus: tuple[float, ...] = DEFAULT_TAUS
-                       ) -> dict[str, jax.Array]:
+                       init_params: Params | None = None, taus: tuple[float, ...] = DEFAULT_TAUS,
+                       train_batch: Mapping[str, jax.Array] | None = None,
+                       train_batch_size: int = DEFAULT_TRAIN_BATCH_SIZE) -> dict[str, jax.Array]:
   """All metrics of the module docstring on a probe batch (a replay sample); a flat dict of f32 scalars.
 
   Args:
@@ -286,11 +356,14 @@ def plasticity_metrics(agent: dqn.DQNAgent, state: dqn.TrainState, probe_batch: 
       (other keys, e.g. env_index, are ignored).
     init_params: θ₀, the params at the start of the run; None: no distance_from_init.
     taus: dormancy thresholds (static).
+    train_batch: the training batch for `updated_units` (e.g. the loop's last learner batch); None: the
+      first `train_batch_size` transitions of the probe (a uniform replay sample of a learner batch's size).
+    train_batch_size: static; config.learner.batch_size of the run (default 32, base_config's).
 
-  Compiles once per (agent, taus, params-tree structure, probe shape); read
-  the result back with `to_host` (one transfer for the whole dict).
+  Compiles once per (agent, taus, params-tree structure, probe shape, train batch shape); read the result
+  back with `to_host` (one transfer for the whole dict).
   """
-  return _metrics(agent, state, probe_batch, init_params, taus)
+  return _metrics(agent, state, probe_batch, init_params, taus, train_batch, train_batch_size)
 
 
 def to_host(metrics: Mapping[str, jax.Array]) -> dict[str, float]:
@@ -306,7 +379,8 @@ def metric_names(agent: dqn.DQNAgent, taus: tuple[float, ...] = DEFAULT_TAUS, wi
            "next_obs": shape((probe_size, *agent.obs_shape), jnp.uint8),
            "action": shape((probe_size,), jnp.int32), "reward": shape((probe_size,), jnp.float32),
            "discount": shape((probe_size,), jnp.float32)}
-  out = jax.eval_shape(functools.partial(_metrics, agent, taus=taus), state, batch,
+  out = jax.eval_shape(functools.partial(_metrics, agent, taus=taus, train_batch=None,
+                                         train_batch_size=DEFAULT_TRAIN_BATCH_SIZE), state, batch,
                        state.params if with_init else None)
   return sorted(out)
 

@@ -108,7 +108,7 @@ def test_feature_rank_and_srank_of_a_matrix_of_known_rank():
   assert int(metrics.srank(metrics.singular_values(phi), 0.05)) == 4
   ranks = metrics.rank_metrics(phi)
   assert {k: int(v) for k, v in ranks.items() if k != "effective_rank"} == {
-      "srank": 5, "feature_rank": 5, "feature_rank_sqrt_n": 5}
+      "srank": 5, "feature_rank": 5, "feature_rank_unnormalized": 5}
   p = np.array(sv) / sum(sv)
   assert float(ranks["effective_rank"]) == pytest.approx(math.exp(-np.sum(p * np.log(p))), rel=1e-4)
 
@@ -117,6 +117,35 @@ def test_sqrt_n_normalization_changes_the_count():
   phi = jnp.asarray(matrix_with_singular_values([10.0, 0.5], 400, 8), jnp.float32)  # σ/√n = 0.5, 0.025.
   assert int(metrics.feature_rank(phi, 0.03, normalize=True)) == 1
   assert int(metrics.feature_rank(phi, 0.03, normalize=False)) == 2
+
+
+def test_feature_rank_is_lyle_et_al_normalized_by_sqrt_n():
+  """Issue 12: `feature_rank` is Lyle et al. 2022's #{σ(Φ/√n) > ε}; the count on Φ itself is named apart."""
+  phi = jnp.asarray(matrix_with_singular_values([10.0, 4.0, 2.0], 400, 8), jnp.float32)  # σ/√n = 0.5, 0.2, 0.1.
+  ranks = metrics.rank_metrics(phi, eps=3.0)
+  assert int(ranks["feature_rank"]) == 0  # No σ/√n above 3.
+  assert int(ranks["feature_rank_unnormalized"]) == 2  # σ = 10, 4 above 3.
+  assert "feature_rank_sqrt_n" not in ranks and set(ranks) == set(metrics.RANK_METRICS)
+
+
+def test_wide_features_give_the_same_singular_values_either_way():
+  x = np.maximum(np.random.default_rng(1).normal(size=(8, 64)), 0).astype(np.float32)  # d ≥ 4n: Φᵀ is used.
+  np.testing.assert_allclose(metrics.singular_values(jnp.asarray(x)),
+                             np.linalg.svd(x.astype(np.float64), compute_uv=False), rtol=1e-4, atol=1e-5)
+
+
+def test_active_elements_weighs_layers_by_their_elements():
+  conv = np.zeros((2, 3, 3, 2), np.float32)  # 36 elements, 9 active.
+  conv[0, :, :, 0] = 1.0
+  dense = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)  # 4 elements, 3 active.
+  counts = [metrics.active_elements(jnp.asarray(a)) for a in (conv, dense)]
+  assert [(float(c), n) for c, n in counts] == [(9.0, 36), (3.0, 4)]
+  assert sum(c for c, _ in counts) / sum(n for _, n in counts) == pytest.approx(12 / 40)
+
+
+def test_mean_abs_counts_every_element_biases_included():
+  tree = {"linear": {"kernel": jnp.full((2, 3), -1.0), "bias": jnp.array([4.0, 0.0, 2.0])}}
+  assert float(metrics.mean_abs(tree)) == pytest.approx((6 + 6) / 9)
 
 
 @settings(max_examples=30, deadline=None)
@@ -170,8 +199,11 @@ def inject(state, seed=1, hidden=None):
                         obs_shape=OBS_SHAPE, layers=("dense_0", "dense_1"), hidden=hidden)
 
 
-def compute(state, init, seed=0):
-  return metrics.to_host(metrics.plasticity_metrics(make_agent(), state, random_batch(seed), init))
+def compute(state, init, seed=0, **kwargs):
+  return metrics.to_host(metrics.plasticity_metrics(make_agent(), state, random_batch(seed), init, **kwargs))
+
+
+HIDDEN = ("encoder/conv_0", "encoder/conv_1", "encoder/conv_2", "head/dense_0")
 
 
 def test_plain_network_keys_are_documented_and_finite():
@@ -179,15 +211,16 @@ def test_plain_network_keys_are_documented_and_finite():
   out = compute(state, init)
   assert sorted(out) == metrics.metric_names(make_agent())
   assert all(math.isfinite(v) for v in out.values())
-  expected = {"srank", "feature_rank", "feature_rank_sqrt_n", "effective_rank", "grad_norm", "loss", "q_mean",
-              "q_max", "td_abs_mean", "td_abs_max", "param_norm", "distance_from_init",
-              "dormant_0", "dormant_0.025", "dormant_0.1", "fau"}
-  for name in ("encoder/conv_0", "encoder/conv_1", "encoder/conv_2", "head/dense_0"):
-    expected |= {f"dormant_0/{name}", f"dormant_0.025/{name}", f"dormant_0.1/{name}", f"fau/{name}"}
+  expected = {"srank", "feature_rank", "feature_rank_unnormalized", "effective_rank", "grad_norm", "loss",
+              "q_mean", "q_max", "td_abs_mean", "td_abs_max", "param_norm", "weight_mean_abs",
+              "distance_from_init", "dormant_0", "dormant_0.025", "dormant_0.1", "fau", "fau/encoder", "fau/head"}
+  for name in HIDDEN:
+    expected |= {f"dormant_0/{name}", f"dormant_0.025/{name}", f"dormant_0.1/{name}", f"fau/{name}",
+                 f"effective_rank/{name}"}
   for name in ("encoder/conv_0", "encoder/conv_1", "encoder/conv_2", "head/dense_0", "head/dense_1"):
     expected |= {f"weight_mean_abs/{name}", f"weight_norm/{name}", f"distance_from_init/{name}",
                  f"updated_units/{name}"}
-  assert set(out) == expected  # The output layer has no dormant/fau entries.
+  assert set(out) == expected  # The output layer has no dormant/fau/rank entries.
   assert out["q_max"] >= out["q_mean"] and out["td_abs_max"] >= out["td_abs_mean"] > 0
   assert 0 < out["srank"] <= 32 and 1 <= out["effective_rank"] <= 32
 
@@ -200,16 +233,82 @@ def test_values_match_the_building_blocks():
   assert out["dormant_0.1/encoder/conv_1"] == pytest.approx(float(metrics.dormant_fraction(feats["conv_1"], 0.1)))
   assert out["fau/head/dense_0"] == pytest.approx(float(metrics.fraction_active(feats["dense_0"])))
   sv = np.linalg.svd(np.asarray(feats["dense_0"], np.float64), compute_uv=False)
-  assert out["feature_rank"] == np.sum(sv > 0.01)
-  assert out["feature_rank_sqrt_n"] == np.sum(sv / np.sqrt(PROBE) > 0.01)
+  assert out["feature_rank"] == np.sum(sv / np.sqrt(PROBE) > 0.01)  # Lyle et al. 2022.
+  assert out["feature_rank_unnormalized"] == np.sum(sv > 0.01)
   assert out["q_mean"] == pytest.approx(float(jnp.mean(q)), rel=1e-5)
   _, info = agent.loss(state.params["trainable"], state, {k: jnp.asarray(v) for k, v in batch.items()})
   assert out["td_abs_mean"] == pytest.approx(float(info["td_abs_mean"]), rel=1e-4)
   assert out["loss"] == pytest.approx(float(info["loss"]), rel=1e-4)
-  kernel = state.params["trainable"]["head"]["dense_0"]["linear"]["kernel"]
-  assert out["weight_mean_abs/head/dense_0"] == pytest.approx(float(jnp.mean(jnp.abs(kernel))), rel=1e-5)
+  dense_0 = [np.asarray(x) for x in jax.tree.leaves(state.params["trainable"]["head"]["dense_0"])]
+  assert out["weight_mean_abs/head/dense_0"] == pytest.approx(
+      sum(np.abs(x).sum() for x in dense_0) / sum(x.size for x in dense_0), rel=1e-5)  # Kernel and bias.
   diff = jax.tree.map(jnp.subtract, state.params["trainable"], init["trainable"])
   assert out["distance_from_init"] == pytest.approx(float(metrics.tree_norm(diff)), rel=1e-4)
+
+
+def test_fau_counts_activation_elements_per_module():
+  """Issue 12: Ma et al.'s FAU of a module is Σ active elements / Σ elements over its hidden layers (a conv
+  layer weighs B·H·W·C), not a mean of the layers' FAUs weighted by units."""
+  state, init = trained()
+  agent, batch = make_agent(), random_batch(3)
+  out = compute(state, init, seed=3)
+  _, feats = agent.network.apply_with_features(state.params, batch["obs"])
+  feats = {k: np.asarray(v) for k, v in feats.items()}
+  fau = lambda names: sum(np.sum(feats[n] > 0) for n in names) / sum(feats[n].size for n in names)
+  encoder = ("conv_0", "conv_1", "conv_2")
+  assert out["fau/encoder"] == pytest.approx(fau(encoder), rel=1e-5)
+  assert out["fau/head"] == pytest.approx(fau(("dense_0",)), rel=1e-5) == out["fau/head/dense_0"]
+  assert out["fau"] == pytest.approx(fau(encoder + ("dense_0",)), rel=1e-5)
+  by_units = sum(out[f"fau/{k}"] * feats[k.split("/")[1]].shape[-1] for k in HIDDEN) / sum(
+      feats[k.split("/")[1]].shape[-1] for k in HIDDEN)
+  assert abs(out["fau"] - by_units) > 1e-3  # The old, unit-weighted aggregate is another number.
+
+
+def test_effective_rank_of_every_hidden_layer():
+  state, init = trained()
+  agent, batch = make_agent(), random_batch(3)
+  out = compute(state, init, seed=3)
+  _, feats = agent.network.apply_with_features(state.params, batch["obs"])
+  for key in HIDDEN:
+    phi = np.asarray(feats[key.split("/")[1]], np.float64).reshape(PROBE, -1)
+    sv = np.linalg.svd(phi, compute_uv=False)
+    p = sv[sv > 0] / sv.sum()
+    assert out[f"effective_rank/{key}"] == pytest.approx(math.exp(-np.sum(p * np.log(p))), rel=1e-3), key
+  assert out["effective_rank/head/dense_0"] == pytest.approx(out["effective_rank"], rel=1e-5)  # Penultimate.
+
+
+def test_weight_mean_abs_is_network_wide_with_biases():
+  state, init = trained()
+  trainable = state.params["trainable"]
+  head = trainable["head"]
+  bias = np.asarray(head["dense_1"]["linear"]["bias"]) + 100.0  # Biases count: the mean moves.
+  params = {**state.params, "trainable": {**trainable, "head": {
+      **head, "dense_1": {"linear": {**head["dense_1"]["linear"], "bias": bias}}}}}
+  out = compute(state.replace(params=params), init)
+  leaves = [np.asarray(x) for x in jax.tree.leaves(params["trainable"])]
+  assert out["weight_mean_abs"] == pytest.approx(
+      sum(np.abs(x).sum() for x in leaves) / sum(x.size for x in leaves), rel=1e-5)
+  assert out["weight_mean_abs"] > 100.0 * NUM_ACTIONS / sum(x.size for x in leaves)
+
+
+def test_updated_units_are_measured_on_a_training_batch():
+  """Issue 12: updated units on a training batch — the batch passed as `train_batch`, else the first
+  `train_batch_size` probe transitions — not on the whole (larger) probe."""
+  state, init = trained()
+  agent = make_agent()
+  probe = random_batch(11, 64)
+  probe["action"][:32] = 0  # The first 32 (a learner batch): one action; the rest: all actions.
+  probe["action"][32:] = np.arange(32) % NUM_ACTIONS
+  out = metrics.to_host(metrics.plasticity_metrics(agent, state, probe, init))
+  assert out["updated_units/head/dense_1"] == pytest.approx(1 / NUM_ACTIONS)  # Only action 0's output moves.
+  whole = metrics.to_host(metrics.plasticity_metrics(agent, state, probe, init, train_batch_size=64))
+  assert whole["updated_units/head/dense_1"] == 1.0
+  given = random_batch(12, 16)
+  given["action"][:] = 2
+  given["action"][:8] = 4
+  out = metrics.to_host(metrics.plasticity_metrics(agent, state, probe, init, train_batch=given))
+  assert out["updated_units/head/dense_1"] == pytest.approx(2 / NUM_ACTIONS)
+  assert out["loss"] == whole["loss"]  # Loss and grad_norm stay on the probe.
 
 
 def test_k_dead_hidden_units_end_to_end():
@@ -237,7 +336,8 @@ def test_injected_network_reports_every_branch():
   for group in ("plus_0", "minus_0"):
     for tau in ("0", "0.025", "0.1"):
       assert f"dormant_{tau}/{group}/dense_0" in out
-    assert f"fau/{group}/dense_0" in out
+    assert f"fau/{group}/dense_0" in out and out[f"fau/{group}"] == out[f"fau/{group}/dense_0"]
+    assert f"effective_rank/{group}/dense_0" in out
     assert f"weight_norm/{group}/dense_1" in out
     for rank in metrics.RANK_METRICS:
       assert f"{rank}/{group}" in out and f"{rank}/combined" in out
