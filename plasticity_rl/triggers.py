@@ -144,21 +144,32 @@ def validate_trigger(config, known_metrics: Iterable[str] | None = None) -> None
                      f"got {config.metrics.period_frames!r}")
 
 
-# -- adaptive replay ratio (Ma et al. 2023) -----------------------------------------------------------------------
+# -- adaptive replay ratio (Ma et al. 2024) -----------------------------------------------------------------------
 
 
 def adaptive_replay_ratio_config() -> ml_collections.ConfigDict:
   """config.learner.adaptive_replay_ratio: learn at a low replay ratio until the critic's FAU settles.
 
-  Ma et al. 2023 ("Revisiting plasticity in visual RL") start at a low replay ratio,
-  where plasticity is preserved early on, and raise it once the fraction of active
-  units stops changing. Here: once the last `window` values of `metric` (one per
-  metrics call) span at most `tolerance` (max − min), learner.replay_ratio becomes
-  `high` for the rest of the run; before that it is `low`.
+  Ma et al. 2024 ("Revisiting Plasticity in Visual RL", ICLR; code Guozheng-Ma/Adaptive-Replay-Ratio) start at
+  a low replay ratio, where plasticity is preserved early on, and raise it once the critic's fraction of active
+  units stops changing. What they watch: `FAU_critic` of drqv2_adapt_rr.py `Critic.forward_with_FAU`, the
+  active activation elements over all elements of the critic's hidden ReLU layers (the Q-heads after the
+  encoder; the encoder's FAU is logged apart and not watched). In the Q-network here the critic is the head
+  after the conv encoder, so the default metric is `fau/head` (metrics.active_elements over the head's hidden
+  layers; `fau` would add the encoder's conv maps, which outnumber the head's elements ~40×).
+
+  The rule here: once the last `window` values of `metric` (one per metrics call) span at most `tolerance`
+  (max − min), learner.replay_ratio becomes `high` for the rest of the run; before that it is `low`.
+  train_adapt_rr.py instead compares, every check_freq = 50 episodes, the mean FAU over one episode's updates
+  with the previous such mean and switches when they differ by ≤ Phi_gap = 0.001 (cfgs/drqv2_adapt_rr_config.yaml),
+  from update_every_steps 2 to 1 with 2 updates per step: 0.5 → 2 updates per agent step, 4×. Kept as it is
+  here: our values come from one probe batch per metrics call (config.metrics.period_frames), far noisier than
+  a mean over an episode of training batches, so a two-value gap of 0.001 would rarely be met; `low`/`high`
+  keep the paper's 4× step at the DQN's own scale (0.25 is DQN Zoo's replay ratio).
   """
   c = ml_collections.ConfigDict()
   c.enabled = False
-  c.metric = "fau"  # The FAU over the Q-network's hidden layers (a plasticity_metrics name).
+  c.metric = "fau/head"  # The critic's FAU, counted in activation elements (Ma et al.); any plasticity_metrics name.
   c.low = 0.0625  # Replay ratio until the switch (updates per agent step).
   c.high = 0.25  # Replay ratio after it.
   c.window = 5  # Metric calls the FAU must stay within `tolerance` over.

@@ -170,3 +170,17 @@ def test_adaptive_replay_ratio_validation_names_the_field(field, value):
   config.learner.adaptive_replay_ratio[field] = value
   with pytest.raises(ValueError, match=f"adaptive_replay_ratio.{field}"):
     triggers.validate_adaptive_replay_ratio(config)
+
+
+def test_adaptive_replay_ratio_watches_the_critics_fau_by_default():
+  """Issue 12: Ma et al. watch the critic's FAU (Adaptive-Replay-Ratio, drqv2_adapt_rr.py Critic.forward_with_FAU:
+  active elements / elements of the Q-heads' hidden layers, the encoder apart): here the head after the encoder."""
+  from plasticity_rl import config as config_lib
+  from plasticity_rl import metrics
+  from plasticity_rl.agents import dqn
+  assert triggers.adaptive_replay_ratio_config().metric == "fau/head"
+  config = config_lib.apply_scale(config_lib.base_config(), "smoke")
+  assert config.learner.adaptive_replay_ratio.metric == "fau/head"
+  assert "fau/head" in metrics.metric_names(dqn.make_agent(config, num_actions=2))
+  config.learner.adaptive_replay_ratio.enabled = True
+  config_lib.validate(config)
