@@ -3,12 +3,20 @@
     l2        λ_t ‖θ‖²        over every trainable leaf (kernels, biases, LayerNorm params)
     l2_init   λ_t ‖θ − θ₀‖²   θ₀ = each trainable layer's own initialization (`reference`)
 
-so the term's gradient is 2 λ_t θ, resp. 2 λ_t (θ − θ₀). λ_t follows a schedule
-in frames (the CS285 report's variants):
+so the term's gradient is 2 λ_t θ, resp. 2 λ_t (θ − θ₀) (L2-init: Kumar, Marklund, Van Roy 2023,
+"Maintaining Plasticity in Continual Learning via Regenerative Regularization"). λ_t follows a schedule
+in frames (the CS285 report's variants, as issue 12 quotes them):
 
     constant     λ
-    incremental  λ · min(frames / ramp_frames, 1): a linear ramp from 0 over ramp_frames
-    periodic     λ for on_frames, then 0 for off_frames, repeating from frame 0
+    incremental  λ₀ + (λ − λ₀) · min(frames / ramp_frames, 1): a linear ramp from start_coef λ₀ (default 0)
+    periodic     λ for on_frames (2M), then 0 for off_frames (0.4M), repeating from frame 0
+
+The report's own text and code are not in the reference store we searched; its 2M-on / 0.4M-off frames and a
+configurable starting λ are taken from issue 12. A CS285 (Berkeley, Fall 2023) plasticity project that is
+stored, arvindrajaraman/plasticity-rl (cs285/agents/dqn_agent.py), adds λ · d^i · ‖θ_i‖₂ (a norm, not its
+square, per parameter tensor i, with a layer discount d) for "weight_mag" and ‖θ_i − θ_i,0‖₂ for
+"regenerative_reg"; we keep the squared norm of Kumar et al. over every trainable leaf, with no layer discount.
+`coef` (λ) and `ramp_frames` have no published DQN value: placeholders to tune.
 
 The jitted update knows only its update count, so frames are estimated from it:
 frames ≈ start_frames + num_updates · 4 / replay_ratio, with start_frames =
@@ -33,13 +41,13 @@ Params = networks.Params
 
 
 def coefficient(schedule: str, coef: float, frames, *, ramp_frames: int = 0, on_frames: int = 0,
-                off_frames: int = 0) -> jax.Array:
+                off_frames: int = 0, start_coef: float = 0.0) -> jax.Array:
   """λ_t at `frames` (a number or a traced scalar) under `schedule`; float32."""
   frames = jnp.asarray(frames, jnp.float32)
   if schedule == "constant":
     return jnp.full((), coef, jnp.float32)
   if schedule == "incremental":
-    return coef * jnp.clip(frames / ramp_frames, 0.0, 1.0)
+    return (start_coef + (coef - start_coef) * jnp.clip(frames / ramp_frames, 0.0, 1.0)).astype(jnp.float32)
   if schedule == "periodic":
     on = jnp.mod(frames, on_frames + off_frames) < on_frames
     return jnp.where(on, coef, 0.0).astype(jnp.float32)
@@ -85,6 +93,7 @@ class Regularizer:
   off_frames: int = 0
   start_frames: int = 0  # Frames at the first update (replay.learning_starts_frames).
   frames_per_update: float = 16.0  # 4 / replay_ratio.
+  start_coef: float = 0.0  # λ₀: where the incremental ramp starts.
 
   def frames(self, num_updates: jax.Array) -> jax.Array:
     """The frame count estimated from the update count (module docstring)."""
@@ -92,7 +101,7 @@ class Regularizer:
 
   def coefficient(self, frames) -> jax.Array:
     return coefficient(self.schedule, self.coef, frames, ramp_frames=self.ramp_frames, on_frames=self.on_frames,
-                       off_frames=self.off_frames)
+                       off_frames=self.off_frames, start_coef=self.start_coef)
 
   def penalty(self, trainable: Params, params: Params, init_params: Params) -> jax.Array:
     """The unscaled term for `trainable` (θ) of the tree `params` (for the injected branches' θ₀)."""
@@ -109,9 +118,10 @@ def regularizer_config() -> ml_collections.ConfigDict:
   c.kind = "none"  # "none", "l2" (λ‖θ‖²) or "l2_init" (λ‖θ − θ₀‖²).
   c.coef = 1e-5  # λ. Unverified against the papers: tune per setting.
   c.schedule = "constant"  # "constant", "incremental" (ramp over ramp_frames) or "periodic" (on/off).
-  c.ramp_frames = 10_000_000  # incremental: frames for λ to ramp from 0 to coef.
-  c.on_frames = 10_000_000  # periodic: frames with λ = coef …
-  c.off_frames = 10_000_000  # … then frames with λ = 0, repeating.
+  c.start_coef = 0.0  # incremental: λ at frame 0, ramping to coef (the CS285 report's configurable start).
+  c.ramp_frames = 10_000_000  # incremental: frames for λ to ramp from start_coef to coef. Unverified.
+  c.on_frames = 2_000_000  # periodic: frames with λ = coef (the CS285 report's 2M) …
+  c.off_frames = 400_000  # … then frames with λ = 0 (its 0.4M), repeating.
   return c
 
 
@@ -124,6 +134,12 @@ def validate(config) -> None:
     raise ValueError(f"regularizer.schedule: unknown {c.schedule!r}; allowed: {list(SCHEDULES)}")
   if c.coef < 0:
     raise ValueError(f"regularizer.coef: must be ≥ 0, got {c.coef!r}")
+  start_coef = c.get("start_coef", 0.0)
+  if start_coef < 0:
+    raise ValueError(f"regularizer.start_coef: must be ≥ 0, got {start_coef!r}")
+  if c.kind != "none" and start_coef != 0 and c.schedule != "incremental":
+    raise ValueError(f"regularizer.start_coef: is used only by the incremental schedule (this run's is "
+                     f"{c.schedule!r}): unset it or set regularizer.schedule='incremental'")
   if c.kind != "none" and c.schedule == "incremental" and not c.ramp_frames > 0:
     raise ValueError(f"regularizer.ramp_frames: must be > 0 for the incremental schedule, got {c.ramp_frames!r}")
   if c.kind != "none" and c.schedule == "periodic" and not (c.on_frames > 0 and c.off_frames >= 0):
@@ -140,4 +156,5 @@ def from_config(config) -> Regularizer | None:
   return Regularizer(kind=c.kind, coef=float(c.coef), schedule=c.schedule, ramp_frames=int(c.ramp_frames),
                      on_frames=int(c.on_frames), off_frames=int(c.off_frames),
                      start_frames=int(config.replay.learning_starts_frames),
-                     frames_per_update=FRAME_SKIP / float(config.learner.replay_ratio))
+                     frames_per_update=FRAME_SKIP / float(config.learner.replay_ratio),
+                     start_coef=float(c.get("start_coef", 0.0)))

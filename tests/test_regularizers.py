@@ -31,6 +31,27 @@ def test_incremental_schedule_ramps_linearly_then_stays():
   assert values == pytest.approx([0.0, 0.125, 0.25, 0.5, 0.5])
 
 
+def test_incremental_schedule_starts_from_a_configurable_value():
+  """Issue 12: the CS285 report's incremental L2 ramps from a configurable λ₀, not from 0."""
+  values = [coef("incremental", f, ramp_frames=1_000, start_coef=0.1) for f in (0, 500, 1_000, 5_000)]
+  assert values == pytest.approx([0.1, 0.3, 0.5, 0.5])
+  config = config_lib.apply_scale(config_lib.base_config(), "smoke")
+  config.regularizer.update(kind="l2", coef=0.5, schedule="incremental", start_coef=0.1, ramp_frames=1_000)
+  reg = regularizers.from_config(config)
+  assert reg.start_coef == 0.1 and float(reg.coefficient(0)) == pytest.approx(0.1)
+  config.regularizer.schedule = "constant"  # A start value the schedule would not use is refused.
+  with pytest.raises(config_lib.ConfigError, match="config.regularizer.start_coef"):
+    config_lib.validate(config)
+
+
+def test_periodic_defaults_are_the_cs285_reports_2m_on_and_04m_off_frames():
+  c = regularizers.regularizer_config()
+  assert (c.on_frames, c.off_frames, c.start_coef) == (2_000_000, 400_000, 0.0)
+  values = [coef("periodic", f, on_frames=c.on_frames, off_frames=c.off_frames)
+            for f in (0, 1_999_999, 2_000_000, 2_399_999, 2_400_000, 4_400_000)]
+  assert values == [0.5, 0.5, 0.0, 0.0, 0.5, 0.0]
+
+
 def test_periodic_schedule_on_then_off():
   kwargs = dict(on_frames=100, off_frames=50)
   assert [coef("periodic", f, **kwargs) for f in (0, 99, 100, 149, 150, 249, 250, 300)] == [
@@ -155,6 +176,7 @@ def test_scheduled_update_compiles_once_and_follows_the_schedule():
 @pytest.mark.parametrize("field, value, match", [
     ("kind", "l1", "regularizer.kind"), ("schedule", "cosine", "regularizer.schedule"),
     ("coef", -1.0, "regularizer.coef"), ("ramp_frames", 0, "regularizer.ramp_frames"),
+    ("start_coef", -1.0, "regularizer.start_coef"),
 ])
 def test_bad_regularizer_config_is_one_clear_error(field, value, match):
   config = config_lib.apply_scale(config_lib.base_config(), "smoke")
