@@ -151,7 +151,11 @@ def injection_plan(config, network: networks.QNetwork) -> InjectionPlan:
     raise ValueError(f"injection.hidden {hidden} must have one entry per injection frame {frames} (or be empty)")
   if any(h <= 0 for h in hidden):
     raise ValueError(f"injection.hidden {hidden}: units must be > 0")
-  return InjectionPlan(frames, resolve_target(network, c.target), hidden or (None,) * len(frames),
+  layers = resolve_target(network, c.target)
+  if hidden and all(network.is_output(name) for name in layers):
+    raise ValueError(f"injection.hidden {hidden}: the target {c.target!r} is the output layer alone, which has no "
+                     "hidden units to grow; target a suffix with a hidden layer (e.g. 'head') or drop injection.hidden")
+  return InjectionPlan(frames, layers, hidden or (None,) * len(frames),
                        bool(c.reset_optimizer), bool(c.freeze_encoder))
 
 

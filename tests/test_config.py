@@ -169,3 +169,38 @@ def test_loss_and_network_fields_are_applied_or_refused(field, value, loss, ment
     config_lib.validate(config)
   assert str(error.value).startswith(f"config.{field}:"), str(error.value)
   assert mentions in str(error.value), str(error.value)
+
+
+def test_a_variant_label_must_describe_the_run():
+  config = _get_config("smoke")
+  config.variant = "inject@2k"  # A plain run labelled as an injection run.
+  with pytest.raises(config_lib.ConfigError, match=r"^config.variant: 'inject@2k' is the sweep variant that sets "
+                     r"injection.frames=\(2000,\)"):
+    config_lib.validate(config)
+  config.injection.frames = (2_000,)
+  config_lib.validate(config)  # Now it is one.
+  config.variant = "my experiment"  # Free text names no variant.
+  config_lib.validate(config)
+
+
+def test_injection_hidden_with_an_output_only_target_is_refused():
+  config = _get_config("smoke")
+  config.injection.frames, config.injection.hidden, config.injection.target = (2_000,), (128,), "dense_1"
+  with pytest.raises(config_lib.ConfigError, match="config.injection: .*no hidden units to grow"):
+    config_lib.validate(config)
+
+
+def test_a_reincarnated_run_refuses_a_network_override(tmp_path):
+  source = tmp_path / "source"
+  source.mkdir()
+  saved = _get_config("smoke")
+  (source / "config.json").write_text(saved.to_json_best_effort())
+  (source / "checkpoints" / "4000").mkdir(parents=True)
+  config = _get_config("smoke")
+  config.network.hidden = 128  # The saved head has 64 units: it would train those and record 128.
+  for path in (source, source / "checkpoints" / "4000"):
+    config.reincarnate.path = str(path)
+    with pytest.raises(config_lib.ConfigError, match=r"^config.network.hidden: 128, but the reincarnated agent"):
+      config_lib.validate(config)
+  config.network.hidden = 64
+  config_lib.validate(config)
