@@ -196,14 +196,49 @@ def _fail(field: str, message: str):
 def _positive(c, *fields: str):
   for field in fields:
     value = eval_field(c, field)
-    if not value > 0:
-      _fail(field, f"must be > 0, got {value!r}")
+    if not value > 0 or value == float("inf"):
+      _fail(field, f"must be a finite number > 0, got {value!r}")
 
 
 def eval_field(c, field: str):
   for part in field.split("."):
     c = c[part]
   return c
+
+
+def _variants_module():
+  """configs/variants.py of the checkout this package runs from, or None (an installed package has none)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "variants.py")
+  if not os.path.exists(path):
+    return None
+  spec = importlib.util.spec_from_file_location("plasticity_rl_configs_variants", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _same(a, b) -> bool:
+  if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+    return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+  return a == b
+
+
+def check_variant_label(c: ml_collections.ConfigDict, variants=None) -> None:
+  """A label that names a sweep variant (configs/variants.py) must describe the run: every field that variant
+  sets has its value here, so that `--config.variant=inject@2k` on a plain run cannot label a baseline as an
+  injection run. Labels that name no variant (e.g. a preset's own name) are free text."""
+  variants = variants or _variants_module()
+  if variants is None:
+    return
+  try:
+    overrides = variants.get_variant(c.variant)
+  except ValueError:
+    return
+  wrong = [f"{k}={v!r} (this run: {eval_field(c, k)!r})" for k, v in overrides.items() if not _same(eval_field(c, k), v)]
+  if wrong:
+    _fail("variant", f"{c.variant!r} is the sweep variant that sets {', '.join(wrong)}: set those fields too, "
+          "or give the run another label")
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
@@ -290,6 +325,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise ConfigError(str(e)) from None
   if c.num_seeds < 1:
     _fail("num_seeds", f"must be ≥ 1, got {c.num_seeds!r}")
+  if not 0 <= c.seed <= 2**32 - c.num_seeds:  # NumPy's and envpool's seeds are unsigned 32-bit.
+    _fail("seed", f"must be in [0, 2**32 - num_seeds], got {c.seed!r}")
   if c.seed_batching not in SEED_BATCHING:
     _fail("seed_batching", f"unknown {c.seed_batching!r}; allowed: {list(SEED_BATCHING)}")
   if c.num_seeds > 1:  # Per-seed decisions would give the seeds different tree structures or schedules.
@@ -310,5 +347,34 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("checkpoint.max_to_keep", f"must be ≥ 1, got {c.checkpoint.max_to_keep!r}")
   if c.reincarnate.load not in checkpoint.LOADS:
     _fail("reincarnate.load", f"unknown {c.reincarnate.load!r}; allowed: {list(checkpoint.LOADS)}")
+  check_variant_label(c)
   if c.reincarnate.path and not os.path.isdir(c.reincarnate.path):
     _fail("reincarnate.path", f"no such directory {c.reincarnate.path!r} (a workdir or a checkpoints/<frames> dir)")
+  if c.reincarnate.path:
+    check_reincarnated_network(c)
+
+
+def _source_config(path: str) -> dict | None:
+  """The config.json of the run a reincarnate.path points into (its workdir, or workdir/checkpoints/<frames>)."""
+  import json  # pylint: disable=g-import-not-at-top
+  for candidate in (path, os.path.dirname(os.path.dirname(os.path.normpath(path)))):
+    config_path = os.path.join(candidate, "config.json")
+    if os.path.exists(config_path):
+      try:
+        with open(config_path) as f:
+          return json.load(f)
+      except (OSError, ValueError):
+        return None
+  return None
+
+
+def check_reincarnated_network(c: ml_collections.ConfigDict) -> None:
+  """A reincarnated agent keeps the saved network: a network field that differs from the source run's would be
+  recorded in config.json but not trained (the loaded params fix the shapes), so it is refused."""
+  source = _source_config(c.reincarnate.path)
+  if source is None or "network" not in source:
+    return
+  for field, value in c.network.items():
+    if field in source["network"] and not _same(source["network"][field], value):
+      _fail(f"network.{field}", f"{value!r}, but the reincarnated agent ({c.reincarnate.path}) has "
+            f"{source['network'][field]!r}: a reincarnated run keeps the saved network (drop the override)")
