@@ -1,21 +1,29 @@
 """Neuroplastic Expansion (Liu et al. 2024, "Neuroplastic Expansion in Deep RL"), adapted to unit masks.
 
+Reference code: torressliu/neuroplastic-expansion (NE/STL_Scheduler.py, NE/utils.py, stl/TD3.py, stl/train.py).
 The network keeps its full shapes; `TrainState.masks` ({hidden layer: float32 [units]}, 1 = active)
 selects the units that exist (unit_masks.py; every layer but the output layer has a mask).
 
   start          ⌈initial_fraction · units⌉ active units per hidden layer (the first ones).
-  grow           on a replay batch, activates the k = ⌈grow_fraction · units⌉ inactive units per layer whose
-                 outgoing connections have the largest TD-loss gradient; their incoming weights are fresh from
-                 the layer's initializer (bias 0), their outgoing weights 0: Q is unchanged.
-  prune          active τ-dormant units go back to the pool (mask 0, weights and optimizer moments 0), never
+  grow           on a replay batch, activates the k_t inactive units per layer whose outgoing connections have
+                 the largest TD-loss gradient; their incoming weights are fresh from the layer's initializer
+                 (bias 0), their outgoing weights 0: Q is unchanged. k_t is cosine-annealed as STL_Scheduler's
+                 `cosine_annealing`: k_t = ⌊pool · ζ/2 · (1 + cos(π t / T))⌋, pool = the layer's inactive units
+                 at the start (`n_init_space`), ζ = grow_fraction, t/T the share of training done.
+  prune          active fully dormant units (ReDo score ≤ prune_tau = 0: `BaseReDo`'s τ = 0 default and
+                 STL_Scheduler's `tau=0.0`) go back to the pool (mask 0, weights and optimizer moments 0), at most
+                 ⌊prune_cap · k_t⌋ per layer and step (STL_Scheduler: `n_prune = int(n_grow * 0.4)`), never
                  below ⌈initial_fraction · units⌉ per layer.
-  review         host-side: when the slope of the dormant count flattens (`review_due`), the loop samples the
-                 next learner batches from the oldest part of the replay (`Review`, `ReplayBuffer.sample_oldest`).
+  review         host-side: when the slope of the dormant fraction flattens (`review_due`), the next
+                 review_batches learner batches are each drawn with probability review_probability from the
+                 oldest review_fraction (0.3, NE/utils.py `recall_sample`/`hist_size`) of the replay
+                 (`Review`, `ReplayBuffer.sample_oldest`), otherwise uniformly.
 
 Masked entries of the online params are exactly 0 and `DQNAgent.update` keeps them so (gradients, optimizer
 moments and the stepped params are masked), so acting, metrics and the target copy see the masked network.
 Every function on the state is pure and jitted once per (static arguments, tree structure): the masks have
-fixed shapes, so growing and pruning never re-trace the update. Injected networks are refused (ValueError).
+fixed shapes and the per-step counts are traced, so growing and pruning never re-trace the update. Injected
+networks are refused (ValueError).
 """
 
 import dataclasses
@@ -177,21 +185,35 @@ def growth_scores(agent: dqn.DQNAgent, state: dqn.TrainState, batch: Mapping[str
   return scores
 
 
+def _counts(masks: Masks, fraction: float | None, counts: Mapping[str, Any] | None) -> Mapping[str, Any]:
+  if counts is not None:
+    return counts
+  if fraction is None:
+    raise ValueError("expansion.grow: give `counts` ({layer: units}) or `fraction` (of each layer's width)")
+  return {n: count_for(fraction, m.shape[0]) for n, m in masks.items()}
+
+
+def _lowest_ranks(values: jax.Array) -> jax.Array:
+  """The rank of every entry in ascending order of `values` (ties: the lower index first)."""
+  order = jnp.argsort(values)
+  return jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0]))
+
+
 def grow_from(state: dqn.TrainState, fresh: Mapping[str, Params], batch: Mapping[str, jax.Array], *,
-              agent: dqn.DQNAgent, fraction: float) -> tuple[dqn.TrainState, dict[str, jax.Array]]:
+              agent: dqn.DQNAgent, fraction: float | None = None, counts: Mapping[str, Any] | None = None
+              ) -> tuple[dqn.TrainState, dict[str, jax.Array]]:
   """`grow` with given fresh layer params ({hidden layer: params}); returns the state and {layer: grown mask}."""
   network = agent.network
   if state.masks is None:
     raise ValueError("expansion.grow: the state has no masks (call expansion.start first)")
   check_plain(state.params, "expansion.grow")
+  counts = _counts(state.masks, fraction, counts)
   trainable = state.params["trainable"]
   candidate = candidates(network, trainable, state.masks, fresh)
   scores = growth_scores(agent, state, batch, candidate)
   grown, masks = {}, {}
-  for name, score in scores.items():
-    n = score.shape[0]
-    top, index = jax.lax.top_k(score, count_for(fraction, n))
-    grown[name] = jnp.zeros(n, bool).at[index].set(top > -jnp.inf)
+  for name, score in scores.items():  # The counts[name] highest-scoring inactive units (a traced count).
+    grown[name] = (_lowest_ranks(-score) < counts[name]) & (score > -jnp.inf)
     masks[name] = jnp.maximum(state.masks[name], grown[name].astype(jnp.float32))
   candidate_layers, layers = _by_layer(candidate), _by_layer(trainable)
   new = {name: jax.tree.map(lambda c, old, m=grown[name]: jnp.where(m, c, old), candidate_layers[name], layers[name])
@@ -205,14 +227,37 @@ def grow_from(state: dqn.TrainState, fresh: Mapping[str, Params], batch: Mapping
 
 
 def grow(state: dqn.TrainState, rng: jax.Array, batch: Mapping[str, jax.Array], *, agent: dqn.DQNAgent,
-         fraction: float) -> tuple[dqn.TrainState, dict[str, jax.Array]]:
-  """Activates the ⌈fraction · units⌉ inactive units per hidden layer with the largest `growth_scores` on
-  `batch` (fewer when fewer are inactive): incoming weights from a fresh init (key `rng`), bias 0 (LayerNorm
-  scale/bias at init), outgoing weights 0 and every grown entry's optimizer moments 0. Q is unchanged (with
-  LayerNorm only up to the layer's changed statistics); the target network is not touched. Returns the state and
-  {layer: bool [units] grown}."""
+         fraction: float | None = None, counts: Mapping[str, Any] | None = None
+         ) -> tuple[dqn.TrainState, dict[str, jax.Array]]:
+  """Activates counts[layer] inactive units per hidden layer (or ⌈fraction · units⌉ without `counts`) with the
+  largest `growth_scores` on `batch` (fewer when fewer are inactive): incoming weights from a fresh init (key
+  `rng`), bias 0 (LayerNorm scale/bias at init), outgoing weights 0 and every grown entry's optimizer moments 0.
+  Q is unchanged (with LayerNorm only up to the layer's changed statistics); the target network is not touched.
+  `counts` may be traced (one compile for every count). Returns the state and {layer: bool [units] grown}."""
   fresh = remedies.fresh_layers(agent.network, rng, state.params, hidden_layers(agent.network), agent.obs_shape)
-  return grow_from(state, fresh, batch, agent=agent, fraction=fraction)
+  return grow_from(state, fresh, batch, agent=agent, fraction=fraction, counts=counts)
+
+
+def grow_rate(zeta: float, progress: float, schedule: str = "cosine") -> float:
+  """ζ_t, the share of the initial pool grown at a step: STL_Scheduler.cosine_annealing's
+  ζ/2 · (1 + cos(π t / T_end)) at progress t / T_end (clipped to [0, 1]); "constant": ζ (its `uni` mode
+  returns a constant too)."""
+  if schedule == "constant":
+    return float(zeta)
+  if schedule != "cosine":
+    raise ValueError(f"expansion.grow_schedule: unknown {schedule!r}; allowed: {list(GROW_SCHEDULES)}")
+  return float(zeta) / 2 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+def growth_counts(network: networks.QNetwork, params: Params, initial_fraction: float,
+                  rate: float) -> dict[str, int]:
+  """{hidden layer: ⌊rate · pool⌋}, pool = units − ⌈initial_fraction · units⌉ (the units inactive at the start;
+  STL_Scheduler's `n_grow = int(self.n_init_space[l] * drop_fraction)`, floored as there)."""
+  out = {}
+  for name in hidden_layers(network):
+    n = units(params, name)
+    out[name] = int(math.floor(rate * (n - count_for(initial_fraction, n)) + 1e-9))
+  return out
 
 
 # -- prune ----------------------------------------------------------------------------------------------------
@@ -252,11 +297,13 @@ def dormant_count(network: networks.QNetwork, state: dqn.TrainState, obs: jax.Ar
 
 def prune(state: dqn.TrainState, obs: jax.Array, *, network: networks.QNetwork,
           optimizer: optax.GradientTransformation, tau: float, min_fraction: float,
-          protect: Masks | None = None) -> tuple[dqn.TrainState, dict[str, jax.Array]]:
+          protect: Masks | None = None, max_pruned: Mapping[str, Any] | None = None
+          ) -> tuple[dqn.TrainState, dict[str, jax.Array]]:
   """Returns the active τ-dormant units on `obs` to the pool: mask 0, own params and outgoing weights 0,
-  their optimizer moments 0. At most (active − ⌈min_fraction · units⌉) units per layer, the lowest scores
-  first; units in `protect` ({layer: bool}, e.g. just grown) are kept. Q changes by the (small) outgoing
-  contributions of the pruned units; the target network is not touched. Returns the state and {layer: pruned}."""
+  their optimizer moments 0. At most (active − ⌈min_fraction · units⌉) units per layer, and at most
+  max_pruned[layer] when given (may be traced), the lowest scores first; units in `protect` ({layer: bool},
+  e.g. just grown) are kept. Q changes by the (small) outgoing contributions of the pruned units; the target
+  network is not touched. Returns the state and {layer: pruned}."""
   if state.masks is None:
     raise ValueError("expansion.prune: the state has no masks (call expansion.start first)")
   check_plain(state.params, "expansion.prune")
@@ -268,36 +315,41 @@ def prune(state: dqn.TrainState, obs: jax.Array, *, network: networks.QNetwork,
     if protect is not None:
       candidate &= ~protect[name]
     allowed = jnp.sum(m).astype(jnp.int32) - count_for(min_fraction, m.shape[0])
-    order = jnp.argsort(jnp.where(candidate, score, jnp.inf))
-    rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0]))
-    pruned[name] = candidate & (rank < allowed)
+    if max_pruned is not None:
+      allowed = jnp.minimum(allowed, max_pruned[name])
+    pruned[name] = candidate & (_lowest_ranks(jnp.where(candidate, score, jnp.inf)) < allowed)
     masks[name] = jnp.where(pruned[name], 0.0, m)
   keep = unit_masks.weight_masks(network, state.params["trainable"], masks)
   return state.replace(params=_masked(state.params, keep), opt_state=_zero_moments(optimizer, state.opt_state, keep),
                        masks=masks), pruned
 
 
-def grow_and_prune(state: dqn.TrainState, rng: jax.Array, batch: Mapping[str, jax.Array], *, agent: dqn.DQNAgent,
-                   grow_fraction: float, tau: float, min_fraction: float,
+def grow_and_prune(state: dqn.TrainState, rng: jax.Array, batch: Mapping[str, jax.Array],
+                   counts: Mapping[str, Any] | None = None, *, agent: dqn.DQNAgent, tau: float,
+                   min_fraction: float, grow_fraction: float | None = None, prune_cap: float | None = None,
                    prune_units: bool = True) -> tuple[dqn.TrainState, dict[str, jax.Array]]:
-  """One expansion step: `grow`, then `prune` (sparing the units just grown); returns the state and counts
-  (grown/<layer>, pruned/<layer>, dormant: active τ-dormant units before the step)."""
+  """One expansion step: `grow` (counts[layer] units, or ⌈grow_fraction · units⌉), then `prune` (sparing the
+  units just grown; with `prune_cap`, at most ⌊prune_cap · counts[layer]⌋ per layer); returns the state and
+  counts (grown/<layer>, pruned/<layer>, dormant: active τ-dormant units before the step)."""
+  counts = _counts(state.masks, grow_fraction, counts)
   dormant, _ = dormant_count(agent.network, state, batch["obs"], tau)
-  state, grown = grow(state, rng, batch, agent=agent, fraction=grow_fraction)
+  state, grown = grow(state, rng, batch, agent=agent, counts=counts)
   info = {"dormant": dormant, **{f"grown/{n}": jnp.sum(g) for n, g in grown.items()}}
   if prune_units:
+    cap = None if prune_cap is None else {
+        n: jnp.floor(prune_cap * jnp.asarray(k, jnp.float32) + 1e-6).astype(jnp.int32) for n, k in counts.items()}
     state, pruned = prune(state, batch["obs"], network=agent.network, optimizer=agent.optimizer, tau=tau,
-                          min_fraction=min_fraction, protect=grown)
+                          min_fraction=min_fraction, protect=grown, max_pruned=cap)
     info.update({f"pruned/{n}": jnp.sum(p) for n, p in pruned.items()})
   return state, info
 
 
-# Jitted once per (static arguments, params-tree structure).
+# Jitted once per (static arguments, params-tree structure); counts and max_pruned are traced.
 start_jit = jax.jit(start, static_argnames=("network", "optimizer", "initial_fraction"))
 grow_jit = jax.jit(grow, static_argnames=("agent", "fraction"))
 prune_jit = jax.jit(prune, static_argnames=("network", "optimizer", "tau", "min_fraction"))
 grow_and_prune_jit = jax.jit(grow_and_prune, static_argnames=("agent", "grow_fraction", "tau", "min_fraction",
-                                                              "prune_units"))
+                                                              "prune_cap", "prune_units"))
 dormant_count_jit = jax.jit(dormant_count, static_argnames=("network", "tau"))
 
 
@@ -315,15 +367,30 @@ def review_due(history: Sequence[float], window: int, slope_tolerance: float) ->
 
 @dataclasses.dataclass
 class Review:
-  """Experience review: after `observe` finds the dormant count flat, the next `batches` learner batches come
-  from the oldest `fraction` of the replay. Host-side; `state_dict` is JSON-able (the loop's checkpoint)."""
+  """Experience review: after `observe` finds the dormant fraction flat, each of the next `batches` learner
+  batches is drawn with probability `probability` from the oldest `fraction` of the replay, otherwise uniformly.
+
+  NE's code (stl/TD3.py `train`) draws a whole batch with `replay_buffer.recall_sample` — uniform over the oldest
+  30 % of the stored transitions (NE/utils.py `hist_size`: size · 0.3) — when the critic's FAU is below `awaken`
+  (0.4) and U(0, 1) ≥ gate, gate = 1 / (1 + e^(awaken − FAU) · Tamp), Tamp 0.9: a review probability 1 − gate
+  of 0.47–0.57 over FAU ∈ [0, 0.4). Here the review starts when the dormant fraction flattens (the paper's
+  trigger), and `probability` (default 0.5, the middle of that range) is a constant: the host loop has no FAU of
+  each learner batch without one more forward pass per update. Host-side, with its own seeded generator;
+  `state_dict` is JSON-able (the loop's checkpoint) and carries the generator, so a resumed run draws alike.
+  """
 
   fraction: float
   window: int
   tolerance: float
   batches: int
+  probability: float = 1.0
+  seed: int = 0
   history: list[float] = dataclasses.field(default_factory=list)
   remaining: int = 0
+  rng: np.random.Generator = dataclasses.field(init=False, repr=False, compare=False)
+
+  def __post_init__(self):
+    self.rng = np.random.default_rng(self.seed)
 
   @classmethod
   def from_config(cls, config) -> "Review | None":
@@ -331,10 +398,11 @@ class Review:
     c = config.get("expansion")
     if c is None or not c.enabled or c.review_batches <= 0:
       return None
-    return cls(float(c.review_fraction), int(c.review_window), float(c.review_tolerance), int(c.review_batches))
+    return cls(float(c.review_fraction), int(c.review_window), float(c.review_tolerance), int(c.review_batches),
+               probability=float(c.get("review_probability", 1.0)), seed=int(config.get("seed", 0)))
 
   def observe(self, value: float) -> bool:
-    """Adds a dormant count; True when it starts a review (the history then starts over)."""
+    """Adds a dormant fraction; True when it starts a review (the history then starts over)."""
     self.history = (self.history + [float(value)])[-self.window:]
     if self.remaining == 0 and review_due(self.history, self.window, self.tolerance):
       self.remaining, self.history = self.batches, []
@@ -342,36 +410,62 @@ class Review:
     return False
 
   def sample(self, replay, batch_size: int) -> dict[str, np.ndarray]:
-    """The next learner batch: from the oldest part of `replay` while a review runs, else uniform."""
+    """The next learner batch: while a review runs, from the oldest part of `replay` with probability
+    `probability` (else uniform); uniform otherwise."""
     if self.remaining > 0:
       self.remaining -= 1
-      return replay.sample_oldest(batch_size, self.fraction)
+      if self.probability >= 1.0 or self.rng.random() < self.probability:
+        return replay.sample_oldest(batch_size, self.fraction)
     return replay.sample(batch_size)
 
   def state_dict(self) -> dict[str, Any]:
-    return {"history": list(self.history), "remaining": self.remaining}
+    return {"history": list(self.history), "remaining": self.remaining, "rng": self.rng.bit_generator.state}
 
   def load_state_dict(self, saved: Mapping[str, Any]) -> None:
     self.history, self.remaining = [float(v) for v in saved["history"]], int(saved["remaining"])
+    if saved.get("rng") is not None:  # Checkpoints from before the probabilistic review have none.
+      self.rng.bit_generator.state = saved["rng"]
 
 
 # -- config and schedule --------------------------------------------------------------------------------------
 
 
+GROW_SCHEDULES = ("cosine", "constant")
+
+
 def expansion_config() -> ml_collections.ConfigDict:
-  """config.expansion: Neuroplastic-Expansion-style growth and pruning of units (off by default)."""
+  """config.expansion: Neuroplastic-Expansion-style growth and pruning of units (off by default).
+
+  Sources (torressliu/neuroplastic-expansion) and where a value departs:
+  - grow_schedule "cosine": NE/STL_Scheduler.py `cosine_annealing` (its default; `uni` is the constant one).
+  - grow_fraction ζ: no single published value — stl/train.py's default is zeta 0.5 every delta 100 updates,
+    the README's 0.0008 every 10,000, stl/config.yaml's 0.01 every 10,000. 0.1 at the first of ~40 steps
+    (configs/expansion.py) grows Σζ_t ≈ 2 pools over the run, so every layer reaches full width about halfway
+    even when each step prunes its cap.
+  - prune_tau 0: NE/dorman_neuron_prune.py `BaseReDo(tau=0)` and STL_Scheduler `tau=0.0` (fully dormant only).
+  - prune_cap 0.4: STL_Scheduler `_dst_step`, `n_prune = int(n_grow * 0.4)`.
+  - review_fraction 0.3: NE/utils.py `hist_size` (`recall_sample` draws from the oldest 0.3 of the buffer);
+    issue 12 speaks of the initial quarter, the released code uses 0.3 and we follow the code.
+  - review_probability 0.5: stl/TD3.py reviews a batch with probability 1 − gate(FAU) ∈ (0.47, 0.57] (`Review`).
+  - initial_fraction 0.25 of the *units* (≈ 1/16 of the dense weights): the code starts from 20 % of the
+    connections (`initial_stl_sparsity` 0.8) and grows to 75 % (`critic_sparsity` 0.25); we grow units to
+    full width. Unverified; the review trigger (slope of the dormant fraction) and its window/tolerance too.
+  """
   c = ml_collections.ConfigDict()
   c.enabled = False
   c.initial_fraction = 0.25  # Active units per hidden layer at the start; also the floor of pruning. Unverified.
   c.frames = ()  # Explicit grow-and-prune frames (≥ replay.learning_starts_frames: they need a replay batch).
   c.period_frames = 0  # > 0: also every multiple of this many frames; 0 = only `frames`.
   c.start_frames = 0  # Periodic points start here; those before learning starts are dropped.
-  c.grow_fraction = 0.05  # Units grown per layer and step, as a fraction of the layer's full width.
+  c.grow_fraction = 0.1  # ζ: units grown per layer at the first step, as a share of the layer's initial pool.
+  c.grow_schedule = "cosine"  # ζ_t = ζ/2 (1 + cos(π t/T)), t/T the share of training done; "constant": ζ.
   c.prune = True  # False: growth only (an ablation).
-  c.prune_tau = 0.1  # Active units with ReDo score ≤ τ are pruned (scores over active units).
-  c.review_batches = 0  # Learner batches drawn from the oldest replay per review; 0 = review off.
-  c.review_fraction = 0.1  # The oldest fraction of the stored transitions a review samples from.
-  c.review_window = 5  # Dormant counts (one per expansion event) in the slope fit.
+  c.prune_tau = 0.0  # Active units with ReDo score ≤ τ are pruned (scores over active units); 0: dead ones only.
+  c.prune_cap = 0.4  # At most ⌊prune_cap · units grown this step⌋ pruned per layer and step.
+  c.review_batches = 0  # Learner batches per review (each one from the oldest replay w.p. review_probability).
+  c.review_fraction = 0.3  # The oldest fraction of the stored transitions a review samples from.
+  c.review_probability = 0.5  # Chance that a learner batch of a review comes from the oldest part.
+  c.review_window = 5  # Dormant fractions (one per expansion event) in the slope fit.
   c.review_tolerance = 0.001  # |slope| ≤ this (dormant fraction per event) counts as flat.
   return c
 
@@ -383,6 +477,8 @@ class ExpansionPlan:
   grow_fraction: float
   prune: bool
   tau: float
+  grow_rates: tuple[float, ...] = ()  # ζ_t at each of `frames`.
+  prune_cap: float | None = 0.4
 
 
 def expansion_plan(config) -> ExpansionPlan:
@@ -401,8 +497,16 @@ def expansion_plan(config) -> ExpansionPlan:
   for field in ("initial_fraction", "grow_fraction", "review_fraction"):
     if not 0.0 < c[field] <= 1.0:
       raise ValueError(f"expansion.{field}: must be in (0, 1], got {c[field]!r}")
+  schedule = c.get("grow_schedule", "constant")
+  if schedule not in GROW_SCHEDULES:
+    raise ValueError(f"expansion.grow_schedule: unknown {schedule!r}; allowed: {list(GROW_SCHEDULES)}")
   if c.prune_tau < 0:
     raise ValueError(f"expansion.prune_tau: must be ≥ 0, got {c.prune_tau!r}")
+  prune_cap = c.get("prune_cap", None)
+  if prune_cap is not None and not prune_cap >= 0:
+    raise ValueError(f"expansion.prune_cap: must be ≥ 0 (None: no cap), got {prune_cap!r}")
+  if not 0.0 < c.get("review_probability", 1.0) <= 1.0:
+    raise ValueError(f"expansion.review_probability: must be in (0, 1], got {c.review_probability!r}")
   if c.review_batches < 0:
     raise ValueError(f"expansion.review_batches: must be ≥ 0 (0 = off), got {c.review_batches!r}")
   if c.review_window < 2:
@@ -418,8 +522,11 @@ def expansion_plan(config) -> ExpansionPlan:
                        f"{trigger.metric if trigger is not None else ''!r}): the masks act on the trainable params "
                        "only")
   points = remedies.schedule_frames(frames, int(c.period_frames), int(config.total_frames), int(c.start_frames))
-  return ExpansionPlan(tuple(f for f in points if f >= starts), float(c.initial_fraction), float(c.grow_fraction),
-                       bool(c.prune), float(c.prune_tau))
+  points = tuple(f for f in points if f >= starts)
+  span = max(int(config.total_frames) - starts, 1)  # STL_Scheduler's T_end: the training steps after warm-up.
+  rates = tuple(grow_rate(float(c.grow_fraction), (f - starts) / span, schedule) for f in points)
+  return ExpansionPlan(points, float(c.initial_fraction), float(c.grow_fraction), bool(c.prune), float(c.prune_tau),
+                       grow_rates=rates, prune_cap=None if prune_cap is None else float(prune_cap))
 
 
 def validate(config) -> None:
@@ -430,24 +537,26 @@ def validate(config) -> None:
 
 @interventions.register("expansion")
 def build_expansion(config, agent: dqn.DQNAgent) -> list[tuple[int, interventions.Intervention]]:
-  """Frame 0: `start`; then at every planned frame `grow_and_prune` on the loop's replay batch."""
+  """Frame 0: `start`; then at every planned frame `grow_and_prune` on the loop's replay batch, growing
+  `growth_counts` at that frame's annealed rate (traced: one compile for the whole schedule)."""
   if "expansion" not in config or not config.expansion.enabled:
     return []
   plan = expansion_plan(config)
   begin = functools.partial(start_jit, network=agent.network, optimizer=agent.optimizer,
                             initial_fraction=plan.initial_fraction)
-  step = functools.partial(grow_and_prune_jit, agent=agent, grow_fraction=plan.grow_fraction, tau=plan.tau,
-                           min_fraction=plan.initial_fraction, prune_units=plan.prune)
+  step = functools.partial(grow_and_prune_jit, agent=agent, tau=plan.tau, min_fraction=plan.initial_fraction,
+                           prune_cap=plan.prune_cap, prune_units=plan.prune)
 
-  def apply(state, rng, batch):
+  def apply(state, rng, batch, rate):
     if state.masks is None:
       state = begin(state)
     if batch is None:
       return state
-    state, info = step(state, rng, {k: batch[k] for k in _BATCH_KEYS})
-    logging.info("expansion: %s; %s", {k: int(v) for k, v in jax.device_get(info).items()},
+    counts = growth_counts(agent.network, state.params, plan.initial_fraction, rate)
+    state, info = step(state, rng, {k: batch[k] for k in _BATCH_KEYS}, counts)
+    logging.info("expansion (rate %.4f): %s; %s", rate, {k: int(v) for k, v in jax.device_get(info).items()},
                  summary(agent.network, state))
     return state
 
   return [(0, lambda state, rng, batch: begin(state) if state.masks is None else state)] + [
-      (f, apply) for f in plan.frames]
+      (f, functools.partial(apply, rate=r)) for f, r in zip(plan.frames, plan.grow_rates)]

@@ -5,6 +5,7 @@ jitted versions run in the schedule and compile-once tests.
 """
 
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ from plasticity_rl import metrics
 from plasticity_rl import networks
 from plasticity_rl import remedies
 from plasticity_rl import replay as replay_lib
+from plasticity_rl import testing
 from plasticity_rl import unit_masks
 from plasticity_rl.agents import dqn
 
@@ -213,6 +215,9 @@ def test_prune_returns_dormant_units_to_the_pool():
                                min_fraction=FRACTION)  # The floor is the start size: nothing to prune.
   assert not any(np.any(p) for p in none.values())
   assert all(np.array_equal(kept.masks[n], dead.masks[n]) for n in names[:-1])
+  _, capped = expansion.prune(dead, obs, network=agent.network, optimizer=agent.optimizer, tau=0.0,
+                              min_fraction=0.01, max_pruned={n: 0 for n in names[:-1]})
+  assert not any(np.any(p) for p in capped.values())  # A cap of 0 keeps even dead units.
   pruned_state, pruned = expansion.prune(dead, obs, network=agent.network, optimizer=agent.optimizer, tau=0.0,
                                          min_fraction=0.01)
   scores = expansion.dormant_scores(agent.network, dead.params, dead.masks, obs)
@@ -228,6 +233,24 @@ def test_prune_returns_dormant_units_to_the_pool():
   for v, k in zip(param_leaves(agent, pruned_state.opt_state), keep_leaves(agent, pruned_state)):
     assert np.all(v[k == 0] == 0.0)
   assert max_dq(agent, dead.params, pruned_state.params, obs) <= 1e-6  # Dead units contributed nothing.
+
+
+def test_grow_and_prune_caps_pruning_at_a_share_of_the_growth():
+  """STL_Scheduler: n_prune = int(n_grow · 0.4). Unit 1 of conv_1 and dense_0 is dead (score 0)."""
+  agent, state = make_agent(), trained()
+  main = {n: jax.tree.map(jnp.asarray, p) for n, p in layers(state.params).items()}
+  for name in ("conv_1", "dense_0"):
+    main[name]["linear"]["kernel"] = main[name]["linear"]["kernel"].at[..., 1].set(0.0)
+    main[name]["linear"]["bias"] = main[name]["linear"]["bias"].at[1].set(-1.0)
+  dead = state.replace(params=remedies.replace_trainable(state.params, main))
+  batch = random_batch(8)
+  step = functools.partial(expansion.grow_and_prune_jit, agent=agent, prune_units=True,
+                           **{**BUILDER_STATICS, "min_fraction": 0.01})
+  _, info = step(dead, jax.random.key(1), batch, {n: 2 for n in dead.masks})  # Cap ⌊0.8⌋ = 0.
+  assert all(int(info[f"pruned/{n}"]) == 0 for n in dead.masks) and int(info["dormant"]) >= 2
+  _, info = step(dead, jax.random.key(1), batch, {n: 3 for n in dead.masks})  # Cap ⌊1.2⌋ = 1.
+  assert all(int(info[f"pruned/{n}"]) <= 1 for n in dead.masks)
+  assert int(info["pruned/conv_1"]) == int(info["pruned/dense_0"]) == 1
 
 
 def test_dormant_scores_match_metrics_when_every_unit_is_active():
@@ -251,42 +274,75 @@ def expansion_config(**fields) -> ml_collections.ConfigDict:
   return config
 
 
+BUILDER_STATICS = dict(tau=0.0, min_fraction=FRACTION, prune_cap=0.4)  # expansion_config's, at FRACTION.
+
+
 def test_active_params_grow_on_schedule():
+  """Cosine-annealed growth: ζ_t = ζ/2 (1 + cos(π t/T)) of each layer's initial pool, floored (STL_Scheduler)."""
   agent = make_agent()
-  config = expansion_config(prune=False)
+  config = expansion_config(prune=False, grow_fraction=0.5)
   expansion.validate(config)
-  plan = interventions.INTERVENTIONS["expansion"](config, agent)
-  assert [f for f, _ in plan] == [0, 1000, 2000, 3000, 4000]
+  plan = expansion.expansion_plan(config)
+  assert plan.grow_rates == pytest.approx([0.5, 0.375, 0.125, 0.0])  # t/T = 0, 1/3, 2/3, 1 of 1,000..4,000.
+  schedule = interventions.INTERVENTIONS["expansion"](config, agent)
+  assert [f for f, _ in schedule] == [0, 1000, 2000, 3000, 4000]
   state = agent.init(jax.random.key(0))
   full = networks.count_params(state.params["trainable"])
+  # 8-unit layers: 2 active, pool 6 -> ⌊3⌋, ⌊2.25⌋, ⌊0.75⌋, 0; 16-unit layers: 4 active, pool 12 -> 6, 4, 1, 0.
+  grown = {8: [3, 2, 0, 0], 16: [6, 4, 1, 0]}
   counts = []
-  for i, (_, fn) in enumerate(plan):
+  for i, (_, fn) in enumerate(schedule):
     batch = random_batch(i) if i else None  # No replay batch before learning starts.
     new = fn(state, jax.random.key(i), batch)
     if i:
       assert max_dq(agent, state.params, new.params, random_batch(i)["obs"]) <= 1e-6
     state = new
     for name, m in state.masks.items():
-      k = expansion.count_for(FRACTION, m.shape[0])
-      assert int(m.sum()) == min(k * (i + 1), m.shape[0]), (i, name)
+      n = m.shape[0]
+      assert int(m.sum()) == expansion.count_for(FRACTION, n) + sum(grown[n][:i]), (i, name)
     counts.append(expansion.active_params(agent.network, state.params, state.masks))
-  assert counts[0] < counts[1] < counts[2] < counts[3] == counts[4] == full
-  assert expansion.summary(agent.network, state)["params_active"] == full
+  assert counts[0] < counts[1] < counts[2] < counts[3] == counts[4] < full
+  assert expansion.summary(agent.network, state)["params_active"] == counts[-1]
+
+
+def test_grow_rate_and_growth_counts():
+  assert expansion.grow_rate(0.2, 0.0) == pytest.approx(0.2)
+  assert expansion.grow_rate(0.2, 0.5) == pytest.approx(0.1)
+  assert expansion.grow_rate(0.2, 1.0) == pytest.approx(0.0, abs=1e-12)
+  assert expansion.grow_rate(0.2, 2.0) == pytest.approx(0.0, abs=1e-12)  # Clipped at the end of training.
+  assert expansion.grow_rate(0.2, 0.7, "constant") == 0.2
+  with pytest.raises(ValueError, match="expansion.grow_schedule"):
+    expansion.grow_rate(0.2, 0.5, "linear")
+  agent, state = make_agent(), started()
+  assert expansion.growth_counts(agent.network, state.params, FRACTION, 0.5) == {
+      "conv_0": 3, "conv_1": 6, "conv_2": 6, "dense_0": 3}  # ⌊0.5 · (units − ⌈0.25 · units⌉)⌋.
+
+
+def test_defaults_follow_the_neuroplastic_expansion_code():
+  """Issue 12: τ = 0 (fully dormant only), cosine-annealed growth, pruning capped at 0.4 × growth, a
+  probabilistic review of the oldest 0.3 of the replay (torressliu/neuroplastic-expansion)."""
+  c = expansion.expansion_config()
+  assert (c.prune_tau, c.grow_schedule, c.prune_cap, c.review_fraction, c.review_probability) == (
+      0.0, "cosine", 0.4, 0.3, 0.5)
+  preset = testing.configs_module("expansion").get_config()  # Paper scale: 40 steps over 200M frames.
+  e = preset.expansion
+  assert (e.prune_tau, e.grow_schedule, e.prune_cap, e.review_fraction, e.review_probability) == (
+      0.0, "cosine", 0.4, 0.3, 0.5)
+  plan = expansion.expansion_plan(preset)
+  assert len(plan.frames) == 40 and plan.grow_rates[0] > plan.grow_rates[20] > plan.grow_rates[-1]
 
 
 def test_update_compiles_once_across_grow_and_prune():
   agent, state = make_agent(), trained()
   batch = random_batch(1)
-  # grow: the static arguments of test_active_params_grow_on_schedule's builder (one compile for both tests).
-  grow = functools.partial(expansion.grow_and_prune_jit, agent=agent, grow_fraction=FRACTION,
-                           tau=expansion.expansion_config().prune_tau, min_fraction=FRACTION, prune_units=False)
+  grow = functools.partial(expansion.grow_and_prune_jit, agent=agent, prune_units=False, **BUILDER_STATICS)
   prune = functools.partial(expansion.prune_jit, network=agent.network, optimizer=agent.optimizer, tau=0.5,
                             min_fraction=0.01)
   state, _ = agent.update(state, batch)
   update_size = dqn.DQNAgent.update._cache_size()
   sizes = []
-  for i in range(3):
-    state, info = grow(state, jax.random.key(i), batch)
+  for i in range(3):  # A different count every step: traced, no new compile.
+    state, info = grow(state, jax.random.key(i), batch, {n: i + 1 for n in state.masks})
     state, pruned = prune(state, batch["obs"])
     state, _ = agent.update(state, batch)
     sizes.append((dqn.DQNAgent.update._cache_size(), expansion.grow_and_prune_jit._cache_size(),
@@ -344,17 +400,36 @@ def test_review_due_and_review_batches():
   assert expansion.review_due([9.0, 5.0, 5.1, 4.9, 5.0], 4, 0.1)  # Only the last 4 count.
   assert expansion.review_due([3.0, 2.0, 1.0], 3, 1.0)  # |slope| ≤ tolerance.
   review = expansion.Review.from_config(expansion_config(review_batches=2, review_window=3, review_fraction=0.25,
-                                                         review_tolerance=0.01))
+                                                         review_tolerance=0.01, review_probability=1.0))
   assert expansion.Review.from_config(expansion_config()) is None  # review_batches = 0: off.
   buffer = filled_replay(50)
   assert [review.observe(v) for v in (0.3, 0.2, 0.2, 0.2)] == [False, False, False, True]
   saved = review.state_dict()
-  assert saved == {"history": [], "remaining": 2}
+  assert {k: saved[k] for k in ("history", "remaining")} == {"history": [], "remaining": 2}
   for _ in range(2):
     assert review.sample(buffer, 64)["time_index"].max() <= 36
   assert review.sample(buffer, 512)["time_index"].max() > 36
   review.load_state_dict(saved)
   assert review.remaining == 2
+
+
+def test_review_draws_from_the_oldest_part_with_its_probability_and_resumes_alike():
+  """NE (stl/TD3.py) reviews a batch only with probability 1 − gate; here review_probability, seeded."""
+  review = expansion.Review.from_config(expansion_config(review_batches=400, review_window=2,
+                                                         review_fraction=0.25, review_tolerance=1.0))
+  assert review.probability == 0.5 and review.fraction == 0.25
+  buffer = filled_replay(50)  # Stored starts 33..48; the oldest quarter is 33..36.
+  assert review.observe(0.2) is False and review.observe(0.2) is True
+  oldest = lambda batch: batch["time_index"].max() <= 36  # A uniform batch of 64 reaches past 36.
+  first = [oldest(review.sample(buffer, 64)) for _ in range(200)]
+  saved = json.loads(json.dumps(review.state_dict()))
+  rest = [oldest(review.sample(buffer, 64)) for _ in range(200)]
+  assert 150 <= sum(first) + sum(rest) <= 250 and review.remaining == 0
+  assert not oldest(review.sample(buffer, 64))  # The review is over: uniform.
+  again = expansion.Review.from_config(expansion_config(review_batches=400, review_window=2,
+                                                        review_fraction=0.25, review_tolerance=1.0))
+  again.load_state_dict(saved)
+  assert [oldest(again.sample(buffer, 64)) for _ in range(200)] == rest
 
 
 # -- config -----------------------------------------------------------------------------------------------------
@@ -363,7 +438,9 @@ def test_review_due_and_review_batches():
 @pytest.mark.parametrize("field, value, message", [
     ("initial_fraction", 0.0, "expansion.initial_fraction"), ("grow_fraction", 1.5, "expansion.grow_fraction"),
     ("prune_tau", -0.1, "expansion.prune_tau"), ("review_window", 1, "expansion.review_window"),
-    ("frames", (500,), "expansion.frames"), ("period_frames", -1, "expansion.period_frames")])
+    ("frames", (500,), "expansion.frames"), ("period_frames", -1, "expansion.period_frames"),
+    ("prune_cap", -0.1, "expansion.prune_cap"), ("review_probability", 0.0, "expansion.review_probability"),
+    ("grow_schedule", "linear", "expansion.grow_schedule")])
 def test_validate_names_the_field(field, value, message):
   with pytest.raises(ValueError, match=message):
     expansion.validate(expansion_config(**{field: value}))
