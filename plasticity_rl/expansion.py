@@ -438,6 +438,7 @@ def expansion_config() -> ml_collections.ConfigDict:
 
   Sources (torressliu/neuroplastic-expansion) and where a value departs:
   - grow_schedule "cosine": NE/STL_Scheduler.py `cosine_annealing` (its default; `uni` is the constant one).
+    Counts are floored as the code's int(): a small layer grows only while ζ_t · pool ≥ 1.
   - grow_fraction ζ: no single published value — stl/train.py's default is zeta 0.5 every delta 100 updates,
     the README's 0.0008 every 10,000, stl/config.yaml's 0.01 every 10,000. 0.1 at the first of ~40 steps
     (configs/expansion.py) grows Σζ_t ≈ 2 pools over the run, so every layer reaches full width about halfway
