@@ -67,11 +67,12 @@ VARIANTS: dict[str, Overrides] = {
     "crelu": {"network.activation": "crelu", "network.crelu_halve_width": True},
     "drq": {"learner.augment": "random_shift"},
     "adaptive_rr": {"learner.adaptive_replay_ratio.enabled": True},
-    # configs/expansion.py at paper scale: 25% of the units, +5% every 5M frames, τ = 0.1 pruning, reviews.
-    "expansion": {"expansion.enabled": True, "expansion.initial_fraction": 0.25, "expansion.grow_fraction": 0.05,
-                  "expansion.period_frames": 5_000_000, "expansion.start_frames": 200_000,
-                  "expansion.prune_tau": 0.1, "expansion.review_batches": 31_250,
-                  "expansion.review_fraction": 0.1, "expansion.review_window": 5,
+    # configs/expansion.py at paper scale (its values follow the Neuroplastic Expansion code, expansion.py).
+    "expansion": {"expansion.enabled": True, "expansion.initial_fraction": 0.25, "expansion.grow_fraction": 0.1,
+                  "expansion.grow_schedule": "cosine", "expansion.period_frames": 5_000_000,
+                  "expansion.start_frames": 200_000, "expansion.prune_tau": 0.0, "expansion.prune_cap": 0.4,
+                  "expansion.review_batches": 31_250, "expansion.review_fraction": 0.3,
+                  "expansion.review_probability": 0.5, "expansion.review_window": 5,
                   "expansion.review_tolerance": 0.002},
 }
 

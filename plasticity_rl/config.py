@@ -224,10 +224,19 @@ def _same(a, b) -> bool:
   return a == b
 
 
+PAPER_FRAMES = 200_000_000  # The scale at which configs/variants.py states its frame counts.
+
+
 def check_variant_label(c: ml_collections.ConfigDict, variants=None) -> None:
-  """A label that names a sweep variant (configs/variants.py) must describe the run: every field that variant
-  sets has its value here, so that `--config.variant=inject@2k` on a plain run cannot label a baseline as an
-  injection run. Labels that name no variant (e.g. a preset's own name) are free text."""
+  """A label that names a sweep variant (configs/variants.py) must describe the run, so that
+  `--config.variant=inject@2k` on a plain run cannot label a baseline as an injection run.
+
+  Every field the variant sets must have its value here. Its numbers are stated at paper scale (200M frames): a
+  run of another length (the :cpu/:smoke scales of configs/compare.py and configs/expansion.py) may rescale
+  them (frame counts, periods, batch counts), but must still set them (a value other than the default); its
+  switches and names (booleans, strings) must match exactly. Labels that name no variant (e.g. a preset's
+  own name) are free text.
+  """
   variants = variants or _variants_module()
   if variants is None:
     return
@@ -235,10 +244,63 @@ def check_variant_label(c: ml_collections.ConfigDict, variants=None) -> None:
     overrides = variants.get_variant(c.variant)
   except ValueError:
     return
-  wrong = [f"{k}={v!r} (this run: {eval_field(c, k)!r})" for k, v in overrides.items() if not _same(eval_field(c, k), v)]
+  defaults, wrong = base_config(), []
+  for field, value in overrides.items():
+    ours = eval_field(c, field)
+    numeric = lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)) or (
+        isinstance(v, (list, tuple)) and all(numeric(x) for x in v))
+    scaled = c.total_frames != PAPER_FRAMES and numeric(value)
+    if scaled:
+      default = eval_field(defaults, field)
+      if _same(ours, default) and not _same(value, default):
+        wrong.append(f"{field} (this run: the default {ours!r})")
+    elif not _same(ours, value):
+      wrong.append(f"{field}={value!r} (this run: {ours!r})")
   if wrong:
     _fail("variant", f"{c.variant!r} is the sweep variant that sets {', '.join(wrong)}: set those fields too, "
           "or give the run another label")
+
+
+def _inactive(c: ml_collections.ConfigDict) -> list[tuple[tuple[str, ...], str]]:
+  """The (fields or sections, reason) that compute nothing in config c (see `refuse_inactive`)."""
+  schedule = lambda s: bool(s.frames) or s.period_frames > 0
+  reg = c.regularizer
+  out = [
+      (not c.learner.adaptive_replay_ratio.enabled, ("learner.adaptive_replay_ratio",),
+       "learner.adaptive_replay_ratio.enabled is False"),
+      (not c.injection.trigger.metric, ("injection.trigger",), "injection.trigger.metric is empty"),
+      (not c.injection.frames and not c.injection.trigger.metric,
+       ("injection.target", "injection.hidden", "injection.reset_optimizer", "injection.freeze_encoder"),
+       "no injection is scheduled (injection.frames and injection.trigger.metric are empty)"),
+      (c.network.activation != "crelu", ("network.crelu_halve_width",), "network.activation is not 'crelu'"),
+      (reg.kind == "none", ("regularizer",), "regularizer.kind is 'none'"),
+      (reg.schedule != "incremental", ("regularizer.start_coef", "regularizer.ramp_frames"),
+       "regularizer.schedule is not 'incremental'"),
+      (reg.schedule != "periodic", ("regularizer.on_frames", "regularizer.off_frames"),
+       "regularizer.schedule is not 'periodic'"),
+      (not c.expansion.enabled, ("expansion",), "expansion.enabled is False"),
+      (not c.reincarnate.path, ("reincarnate.load",), "reincarnate.path is empty"),
+  ]
+  for name in ("reset", "redo", "shrink_perturb"):
+    section = c[name]
+    out.append((not schedule(section), tuple(f"{name}.{k}" for k in section if k not in ("frames", "period_frames")),
+                f"{name} is not scheduled ({name}.frames is empty and {name}.period_frames is 0)"))
+  return [(fields, why) for off, fields, why in out if off]
+
+
+def refuse_inactive(c: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict | None = None) -> None:
+  """ConfigError naming the first field set away from its default (base_config) where it computes nothing."""
+  defaults = defaults or base_config()
+  for fields, why in _inactive(c):
+    for field in fields:
+      value, default = eval_field(c, field), eval_field(defaults, field)
+      if isinstance(value, ml_collections.ConfigDict):
+        switch = why.split(" ")[0].rpartition(".")[2]  # The field the reason names, e.g. "enabled".
+        changed = [k for k in value if k != switch and not _same(value[k], default.get(k))]
+        if changed:
+          _fail(f"{field}.{changed[0]}", f"{value[changed[0]]!r} has no effect while {why}: unset it, or turn it on")
+      elif not _same(value, default):
+        _fail(field, f"{value!r} has no effect while {why}: unset it, or turn it on")
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
@@ -348,6 +410,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.reincarnate.load not in checkpoint.LOADS:
     _fail("reincarnate.load", f"unknown {c.reincarnate.load!r}; allowed: {list(checkpoint.LOADS)}")
   check_variant_label(c)
+  refuse_inactive(c)
   if c.reincarnate.path and not os.path.isdir(c.reincarnate.path):
     _fail("reincarnate.path", f"no such directory {c.reincarnate.path!r} (a workdir or a checkpoints/<frames> dir)")
   if c.reincarnate.path:

@@ -175,10 +175,17 @@ def test_a_variant_label_must_describe_the_run():
   config = _get_config("smoke")
   config.variant = "inject@2k"  # A plain run labelled as an injection run.
   with pytest.raises(config_lib.ConfigError, match=r"^config.variant: 'inject@2k' is the sweep variant that sets "
-                     r"injection.frames=\(2000,\)"):
+                     r"injection.frames \(this run: the default \(\)\)"):
     config_lib.validate(config)
   config.injection.frames = (2_000,)
   config_lib.validate(config)  # Now it is one.
+  paper = config_lib.base_config()
+  paper.variant = "inject@50M"
+  paper.injection.frames = (60_000_000,)  # At paper scale the variant's frames are exact.
+  with pytest.raises(config_lib.ConfigError, match=r"injection.frames=\(50000000,\) \(this run: \(60000000,\)\)"):
+    config_lib.validate(paper)
+  paper.injection.frames = (50_000_000,)
+  config_lib.validate(paper)
   config.variant = "my experiment"  # Free text names no variant.
   config_lib.validate(config)
 
