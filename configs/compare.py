@@ -43,6 +43,8 @@ def overrides_for(name: str, config) -> dict:
   if "redo.period_frames" in overrides:
     period = int(REDO_PERIOD_UPDATES * 4 / config.learner.replay_ratio)
     overrides["redo.period_frames"] = min(period, config.total_frames // 4)
+  if overrides.get("learner.adaptive_replay_ratio.enabled"):  # Its high phase is the run's replay ratio.
+    overrides["learner.replay_ratio"] = config.learner.adaptive_replay_ratio.high
   for field in ("regularizer.ramp_frames", "regularizer.on_frames", "regularizer.off_frames"):
     if field in overrides and scale < 1:
       overrides[field] = max(1_000, int(overrides[field] * scale))

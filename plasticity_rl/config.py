@@ -385,6 +385,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
                        f"known: {sorted(names)}")
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  adaptive = c.learner.adaptive_replay_ratio
+  if adaptive.enabled and c.learner.replay_ratio != adaptive.high:
+    _fail("learner.replay_ratio", f"{c.learner.replay_ratio!r} is not used while learner.adaptive_replay_ratio is "
+          f"enabled (the ratio runs from its low {adaptive.low!r} to its high {adaptive.high!r}): set it to the high "
+          "value or turn the adaptive replay ratio off")
+  if adaptive.enabled and c.regularizer.kind != "none" and c.regularizer.schedule != "constant":
+    _fail("regularizer.schedule", f"{c.regularizer.schedule!r} counts its frames from updates at a fixed replay "
+          "ratio, which learner.adaptive_replay_ratio changes: use the constant schedule with it")
   if c.num_seeds < 1:
     _fail("num_seeds", f"must be ≥ 1, got {c.num_seeds!r}")
   if not 0 <= c.seed <= 2**32 - c.num_seeds:  # NumPy's and envpool's seeds are unsigned 32-bit.

@@ -211,3 +211,16 @@ def test_a_reincarnated_run_refuses_a_network_override(tmp_path):
       config_lib.validate(config)
   config.network.hidden = 64
   config_lib.validate(config)
+
+
+def test_adaptive_replay_ratio_refuses_what_it_would_silently_override():
+  config = _get_config("smoke")
+  config.learner.adaptive_replay_ratio.enabled = True
+  config_lib.validate(config)  # replay_ratio = high (0.25): the ratio of the high phase.
+  config.learner.replay_ratio = 0.5
+  with pytest.raises(config_lib.ConfigError, match="^config.learner.replay_ratio: 0.5 is not used while"):
+    config_lib.validate(config)
+  config.learner.replay_ratio = config.learner.adaptive_replay_ratio.high
+  config.regularizer.kind, config.regularizer.schedule = "l2", "periodic"
+  with pytest.raises(config_lib.ConfigError, match="^config.regularizer.schedule: 'periodic' counts its frames"):
+    config_lib.validate(config)
