@@ -5,7 +5,7 @@ two), grayscale 84×84. Envs are made with `stack_num=1`: the actor stacks frame
 itself (`FrameStacker`), exactly as the replay rebuilds them, so that what the
 agent sees when acting and when learning is the same array.
 
-Presets (see docs/protocols.md and ../shared/reference/PROTOCOLS.md):
+Presets (see docs/protocols.md and docs/reference/PROTOCOLS.md):
 - `machado` (Machado et al. 2018): sticky actions p=0.25, full action set,
   no life-loss signal, no no-op starts, 108k-frame cap.
 - `dqn_zoo` (DQN Zoo / Nature): 1–30 no-op starts, minimal action set, discount
