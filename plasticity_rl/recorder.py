@@ -9,7 +9,11 @@
 Files are appended and flushed at every write, so a crash loses nothing written.
 On resume from a checkpoint at frame F, `truncate_after_frames=F` first drops
 the rows past F (and a last line cut by a kill), so the files match the
-restored state; TensorBoard is told to purge its events past F.
+restored state; TensorBoard is told to purge its events past F. Rows are
+written in frame order, so the rows dropped are the file's tail: the file is
+cut in place, which needs no free space (a save that failed on a full disk
+drops its rows so). A line that cannot be read (not a torn last line) is a
+WorkdirError naming the file and line; a write that fails names the file.
 """
 
 import csv
@@ -17,6 +21,8 @@ import json
 import math
 import os
 from typing import Any, Mapping
+
+from plasticity_rl.workdir import WorkdirError
 
 EVAL_COLUMNS = ("game", "variant", "seed", "frames", "episode_return", "episode_frames")
 
@@ -29,26 +35,65 @@ def _plain(value: Any) -> Any:
   return value
 
 
-def _keep_rows(path: str, keep, header: bool = False) -> None:
-  """Rewrites `path` (atomically) with the complete lines for which keep(line) is True."""
-  if not os.path.exists(path):
-    return
-  with open(path, newline="") as f:
+def _lines(path: str) -> list[str]:
+  """The complete lines of `path` (a last line without its newline was cut by a kill mid-write: dropped)."""
+  with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:  # Garbage bytes: a bad line.
     lines = f.readlines()
   if lines and not lines[-1].endswith("\n"):
-    lines.pop()  # Cut by a kill mid-write.
-  kept = lines[:1] + [l for l in lines[1:] if keep(l)] if header else [l for l in lines if keep(l)]
-  with open(path + ".tmp", "w", newline="") as f:
-    f.writelines(kept)
-  os.replace(path + ".tmp", path)
+    lines.pop()
+  return lines
+
+
+def _bad_line(path: str, number: int, line: str, what: str) -> WorkdirError:
+  shown = line.strip()
+  shown = shown if len(shown) <= 80 else shown[:79] + "…"
+  return WorkdirError(f"{path} line {number}: {what}, got {shown!r}; fix or delete that line, then run the "
+                      "same command again")
+
+
+def _metrics_row(path: str, number: int, line: str) -> dict[str, Any]:
+  try:
+    row = json.loads(line)
+    int(row["frames"])
+    return row
+  except (ValueError, KeyError, TypeError):
+    raise _bad_line(path, number, line, 'not a JSON row with "frames"') from None
+
+
+def _eval_frames(path: str, number: int, line: str) -> int:
+  try:
+    return int(next(csv.reader([line]))[EVAL_COLUMNS.index("frames")])
+  except (ValueError, IndexError, StopIteration):
+    raise _bad_line(path, number, line, f"not a row of {','.join(EVAL_COLUMNS)} with integer frames") from None
+
+
+def _keep_rows(path: str, frames: int, row_frames, header: bool = False) -> None:
+  """Drops the lines of `path` whose row_frames(path, line number, line) > `frames`, and a torn last line.
+
+  When the dropped lines are the file's tail (rows are written in frame order), the file is cut in place
+  (no free space needed); else it is rewritten atomically.
+  """
+  if not os.path.exists(path):
+    return
+  lines = _lines(path)
+  first = 1 if header else 0
+  keep = lines[:first] + [l for i, l in enumerate(lines[first:], first + 1)
+                          if l.strip() and row_frames(path, i, l) <= frames]
+  kept = "".join(keep).encode("utf-8", errors="surrogateescape")
+  with open(path, "rb") as f:
+    prefix = f.read(len(kept)) == kept
+  if prefix:
+    os.truncate(path, len(kept))
+  else:
+    with open(path + ".tmp", "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+      f.writelines(keep)
+    os.replace(path + ".tmp", path)
 
 
 def truncate(workdir: str, frames: int) -> None:
   """Drops the rows of metrics.jsonl and eval.csv past `frames` (−1: every row)."""
-  _keep_rows(os.path.join(workdir, "metrics.jsonl"), lambda l: l.strip() and json.loads(l)["frames"] <= frames)
-  frames_column = EVAL_COLUMNS.index("frames")
-  _keep_rows(os.path.join(workdir, "eval.csv"),
-             lambda l: int(next(csv.reader([l]))[frames_column]) <= frames, header=True)
+  _keep_rows(os.path.join(workdir, "metrics.jsonl"), frames, lambda *line: int(_metrics_row(*line)["frames"]))
+  _keep_rows(os.path.join(workdir, "eval.csv"), frames, _eval_frames, header=True)
 
 
 class Recorder:
@@ -74,17 +119,19 @@ class Recorder:
 
   def write(self, frames: int, kind: str, values: Mapping[str, Any]) -> None:
     row = {"frames": int(frames), "kind": kind, **{k: _plain(v) for k, v in values.items()}}
-    self._metrics.write(json.dumps(row) + "\n")
-    self._metrics.flush()
+    with _naming(self._metrics.name):
+      self._metrics.write(json.dumps(row) + "\n")
+      self._metrics.flush()
     if self._tb is not None:
       for name, value in row.items():
         if name not in ("frames", "kind") and isinstance(value, (int, float)) and not isinstance(value, bool):
           self._tb.add_scalar(f"{kind}/{name}", value, global_step=int(frames))
 
   def write_eval(self, rows: list[Mapping[str, Any]]) -> None:
-    for row in rows:
-      self._eval.writerow({k: _plain(row[k]) for k in EVAL_COLUMNS})
-    self._eval_file.flush()
+    with _naming(self._eval_file.name):
+      for row in rows:
+        self._eval.writerow({k: _plain(row[k]) for k in EVAL_COLUMNS})
+      self._eval_file.flush()
 
   def flush(self) -> None:
     if self._tb is not None:
@@ -97,14 +144,30 @@ class Recorder:
       self._tb.close()
 
 
+class _naming:  # pylint: disable=invalid-name
+  """Re-raises an OSError of a write (e.g. ENOSPC, which names no file) with the file's path."""
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, kind, error, tb):
+    if isinstance(error, OSError) and not error.filename:
+      raise OSError(error.errno, error.strerror, self.path) from error
+    return False
+
+
 def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, Any]]:
+  """The rows of metrics.jsonl (a torn last line of a running or killed run left out)."""
+  path = os.path.join(workdir, "metrics.jsonl")
   rows = []
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    for line in f:
-      if line.strip():
-        row = json.loads(line)
-        if kind is None or row["kind"] == kind:
-          rows.append(row)
+  for number, line in enumerate(_lines(path), 1):
+    if line.strip():
+      row = _metrics_row(path, number, line)
+      if kind is None or row["kind"] == kind:
+        rows.append(row)
   return rows
 
 
