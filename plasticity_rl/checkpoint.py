@@ -18,22 +18,28 @@ so a kill leaves either a whole step or none (temporaries are removed at the
 next start). Steps beyond `max_to_keep` are renamed into `checkpoints/todelete/`
 and removed before the next save, so a kill never leaves a half-deleted step.
 
-A CRC-32 of the learner's arrays (state/, opt_state/) is kept in meta/ and
-checked on restore; the replay relies on the format's own checks.
+A CRC-32 of every saved array is kept in meta/ (state/, opt_state/ and, since
+checksums.replay was added, replay/) and checked on restore: a step whose bytes
+differ is unreadable, like a truncated one (checkpoints saved before the replay
+checksum still restore; their replay is not checked). An empty replay (a run
+stopped before its first step) is not saved: the resume starts one, as it was.
 
 Restore rebuilds the trees exactly: the params from their JSON structure (an
 injected or grown tree comes back as it was saved), the optimizer state as the
 optimizer's abstract init on the restored trainable params; the restored trees
 have the saved `jax.tree.structure`, so the jitted update is not re-traced. A
-step that cannot be read (truncated or missing files) is skipped with a warning
-in favour of the previous one; if none can be read, `CheckpointError` names the
-directory and each step's error.
+step that cannot be read (truncated or missing files) is skipped with a one-line
+warning in favour of the previous one; if none can be read, `CheckpointError`
+names the directory and each step's error, on one line (each error's full
+text is logged at debug level).
 
 Saves are asynchronous: `save` returns once the device arrays are copied to
 host and the replay's numpy views deep-copied (orbax's numpy handler copies
 host arrays before returning; tests/test_checkpoint.py checks that mutating
 the buffer after `save` leaves the checkpoint intact). The write to disk then
-runs in the background; the next `save` or `wait` waits for it.
+runs in the background; the next `save` or `wait` waits for it, and raises
+`SaveError` (the step, the newest step saved before it, and for a full disk
+the free space) if it failed; the steps saved before are untouched.
 
 Resume: envpool cannot save its emulators, so a resumed run starts fresh
 episodes. The replay's last entry before the checkpoint is then followed by a
@@ -51,6 +57,7 @@ import logging as std_logging
 import os
 import re
 import shutil
+import sys
 from typing import Any
 import zlib
 
@@ -62,6 +69,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from plasticity_rl import networks
+from plasticity_rl import workdir as workdir_lib
 from plasticity_rl.agents import dqn
 
 # What `reincarnate.load` can take from a saved agent; each includes the previous.
@@ -73,10 +81,14 @@ _LEAF = re.compile(r"^(\w+)\[([\d,]*)\]$")
 
 
 def quiet_orbax_logs() -> None:
-  """Drops orbax's INFO lines (dozens per save) and read-only notices from absl logging."""
+  """Drops orbax's INFO lines (dozens per save), read-only notices and its logged tracebacks (a failed save
+  or read is reported once, by SaveError / the restore warning) from absl logging, and the unraisable
+  "Event loop is closed" tracebacks that a failed read's leftover TensorStore callbacks print."""
   absl_logger = std_logging.getLogger("absl")
   if not any(isinstance(f, _QuietOrbax) for f in absl_logger.filters):
     absl_logger.addFilter(_QuietOrbax())
+  if not isinstance(sys.unraisablehook, _QuietUnraisable):
+    sys.unraisablehook = _QuietUnraisable(sys.unraisablehook)
 
 
 class _QuietOrbax(std_logging.Filter):
@@ -84,11 +96,50 @@ class _QuietOrbax(std_logging.Filter):
   def filter(self, record):
     if f"{os.sep}orbax{os.sep}" not in record.pathname:
       return True
+    if record.exc_info or record.levelno >= std_logging.ERROR:
+      return False
     return record.levelno >= std_logging.WARNING and "read only" not in str(record.msg).replace("_", " ")
+
+
+_LEFTOVER_CALLBACK_ERRORS = ("Event loop is closed", "cannot schedule new futures after")
+
+
+class _QuietUnraisable:
+  """sys.unraisablehook that drops (to debug level) the RuntimeErrors of asyncio callbacks scheduled on the
+  event loop of an orbax read or save that already failed and closed it; everything else goes to `previous`."""
+
+  def __init__(self, previous):
+    self.previous = previous
+
+  def __call__(self, unraisable):
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error).startswith(_LEFTOVER_CALLBACK_ERRORS):
+      logging.debug("ignored after a failed checkpoint read or write: %r", error)
+      return
+    self.previous(unraisable)
 
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint, or one that does not fit the run; the message names the path."""
+
+
+class SaveError(RuntimeError):
+  """A save that did not complete (e.g. a full disk); `saved`: the newest step on disk before it (or None)."""
+
+  def __init__(self, message: str, directory: str, step: int, saved: int | None):
+    super().__init__(message)
+    self.directory, self.step, self.saved = directory, step, saved
+
+
+def describe_error(error: BaseException, limit: int = 240) -> str:
+  """'Type: message' on one line, short: the innermost cause (orbax wraps TensorStore's error in a message
+  that embeds the whole TensorStore spec), its first line, at most `limit` characters."""
+  while error.__cause__ is not None:
+    error = error.__cause__
+  text = (str(error).strip().splitlines() or [""])[0]
+  text = text.split(" See full TensorStore details")[0]
+  line = f"{type(error).__name__}: {text}" if text else type(error).__name__
+  return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 # -- tree structure as JSON ------------------------------------------------------
@@ -130,11 +181,21 @@ def _is_key(x) -> bool:
   return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _crc32(array: np.ndarray, crc: int) -> int:
+  """CRC-32 of an array's bytes in C order, continued from `crc`; a strided view (the replay's written part)
+  is read row by row, not copied."""
+  if array.ndim > 1 and not array.flags.c_contiguous:
+    for row in array:
+      crc = _crc32(row, crc)
+    return crc
+  return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).reshape(-1), crc)
+
+
 def checksum(tree) -> int:
   """CRC-32 over a tree's leaves (bytes, in flatten order)."""
   crc = 0
   for leaf in jax.tree.leaves(jax.device_get(tree)):
-    crc = zlib.crc32(np.ascontiguousarray(leaf).view(np.uint8).reshape(-1), crc)
+    crc = _crc32(np.asarray(leaf), crc)
   return crc
 
 
@@ -215,6 +276,8 @@ class Checkpointer:
         cleanup_tmp_directories=not read_only, enable_async_checkpointing=async_save,
         todelete_subdir=None if read_only else _TODELETE)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._pending = None  # The step being written in the background.
+    self._failed = False
     self._purge_deleted()
 
   def steps(self) -> list[int]:
@@ -227,6 +290,26 @@ class Checkpointer:
   def _purge_deleted(self) -> None:
     shutil.rmtree(os.path.join(self.directory, _TODELETE), ignore_errors=True)
 
+  def _save_error(self, step: int, error: Exception) -> SaveError:
+    """One line: the step that was not saved, why (with the free space if the disk is full), what is left."""
+    saved = max((int(n) for n in os.listdir(self.directory) if n.isdigit() and int(n) != step), default=None)
+    why = describe_error(error)
+    if workdir_lib.is_disk_full(error):
+      why = f"no space left on device ({workdir_lib.free_space(self.directory)} on {self.directory})"
+    left = (f"the newest saved checkpoint is at {saved:,} frames; the same command resumes from it"
+            if saved is not None else "no checkpoint was saved before it")
+    logging.debug("the save of %s failed", self.step_path(step), exc_info=error)
+    return SaveError(f"checkpoint {self.step_path(step)} was not saved: {why}; {left}", self.directory, step, saved)
+
+  def _wait(self) -> None:
+    """Waits for the background write; SaveError (once) if it failed."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      step, self._pending, self._failed = self._pending, None, True
+      raise self._save_error(step, e) from None
+    self._pending = None
+
   def save(self, step: int, *, state: dqn.TrainState, keys: dict[str, jax.Array], loop: dict[str, Any],
            replay=None, config=None) -> None:
     """Starts writing a checkpoint; returns once the arrays are copied (see the module docstring).
@@ -234,14 +317,15 @@ class Checkpointer:
     loop: the loop's JSON-able counters and cursors (restored as `Restored.loop`).
     replay: a ReplayBuffer to include, or None.
     """
-    self._manager.wait_until_finished()
+    self._wait()
     self._purge_deleted()
     fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
     state_keys = {k: v for k, v in fields.items() if _is_key(v)}
     # Optional fields left at None (TrainState.masks without expansion) are not saved: the restore keeps the
     # fresh state's None, and a checkpoint without them reads as before.
     trees = {k: v for k, v in fields.items() if k != "opt_state" and k not in state_keys and v is not None}
-    replay_state = replay.state_dict() if replay is not None else None
+    replay_state = replay.state_dict() if replay is not None and len(replay) else None
+    replay_arrays = None if replay_state is None else {k: replay_state[k] for k in REPLAY_ARRAYS}
     meta = {
         "version": 1,
         "loop": loop,
@@ -249,7 +333,8 @@ class Checkpointer:
         "keys": {name: _key_to_json(k) for name, k in keys.items()},
         "structure": {name: tree_to_json(t) for name, t in trees.items()} | {
             "opt_state": str(jax.tree.structure(state.opt_state))},
-        "checksums": {"state": checksum(trees), "opt_state": checksum(state.opt_state)},
+        "checksums": {"state": checksum(trees), "opt_state": checksum(state.opt_state)} | (
+            {} if replay_arrays is None else {"replay": checksum(replay_arrays)}),
         "replay": None if replay_state is None else {
             k: (replay_state[k].tobytes().decode() if k == "rng_state" else int(replay_state[k]))
             for k in replay_state if k not in REPLAY_ARRAYS},
@@ -257,17 +342,29 @@ class Checkpointer:
     }
     items = {"meta": ocp.args.JsonSave(meta), "state": ocp.args.StandardSave(trees),
              "opt_state": ocp.args.StandardSave({"opt_state": state.opt_state})}
-    if replay_state is not None:
-      items["replay"] = ocp.args.StandardSave({k: replay_state[k] for k in REPLAY_ARRAYS})
-    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    if replay_arrays is not None:
+      items["replay"] = ocp.args.StandardSave(replay_arrays)
+    self._pending = step
+    try:
+      self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    except Exception as e:  # pylint: disable=broad-except  (a synchronous save writes here)
+      self._pending, self._failed = None, True
+      raise self._save_error(step, e) from None
 
   def wait(self) -> None:
-    """Blocks until the last save is on disk."""
-    self._manager.wait_until_finished()
+    """Blocks until the last save is on disk; SaveError if it failed."""
+    self._wait()
     self._purge_deleted()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
+    """Waits for the last save (SaveError if it failed) and closes; after a failed save, only closes."""
+    if self._failed:
+      try:
+        self._manager.close()  # Orbax raises the failed save's error again.
+      except Exception:  # pylint: disable=broad-except
+        logging.debug("closing %s after a failed save", self.directory, exc_info=True)
+      return
+    self._wait()
     self._manager.close()
     self._purge_deleted()
 
@@ -296,9 +393,11 @@ class Checkpointer:
     if with_replay and meta["replay"] is not None:
       items["replay"] = ocp.args.StandardRestore()
     out = self._manager.restore(step, args=ocp.args.Composite(**items))
-    for name in ("state", "opt_state"):
-      if name in items and checksum(out[name]) != meta["checksums"][name]:
-        raise ValueError(f"{self.step_path(step)}/{name}: the arrays read back differ from those saved (checksum)")
+    for name in ("state", "opt_state", "replay"):  # checksums.replay: absent in checkpoints saved before it.
+      if name in items and name in meta["checksums"]:
+        tree = {k: out[name][k] for k in REPLAY_ARRAYS} if name == "replay" else out[name]
+        if checksum(tree) != meta["checksums"][name]:
+          raise ValueError(f"{self.step_path(step)}/{name}: the arrays read back differ from those saved (checksum)")
     replay = None
     if "replay" in items:
       replay = {**meta["replay"], **{k: out.replay[k] for k in REPLAY_ARRAYS}}
@@ -323,11 +422,13 @@ class Checkpointer:
       except CheckpointError:
         raise
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning("checkpoint %s is unreadable (%s: %s); trying the previous one",
-                        self.step_path(candidate), type(e).__name__, e)
-        errors.append(f"{self.step_path(candidate)}: {type(e).__name__}: {e}")
+        logging.warning("checkpoint %s is unreadable (%s); trying the previous one", self.step_path(candidate),
+                        describe_error(e))
+        logging.debug("checkpoint %s: the full error", self.step_path(candidate), exc_info=e)
+        errors.append(f"{self.step_path(candidate)}: {describe_error(e)}")
     if errors:
-      raise CheckpointError(f"no readable checkpoint in {self.directory}:\n  " + "\n  ".join(errors))
+      raise CheckpointError(f"no readable checkpoint in {self.directory} ({'; '.join(errors)}); move the "
+                            "unreadable steps aside (or use a new --workdir) to start again")
     return None
 
   def set_aside(self, steps) -> None:
