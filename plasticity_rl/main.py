@@ -1,7 +1,15 @@
-"""Entry point: python -m plasticity_rl.main --config=configs/dqn.py[:arg] --workdir=DIR [--config.x=y …]."""
+"""Entry point: python -m plasticity_rl.main --config=configs/dqn.py[:arg] --workdir=DIR [--config.x=y …].
 
+Every failure is one line on stderr: "error: …" with exit status 2 for bad input (flags, config, a workdir
+made with another config, one another process is using, damaged files, unusable checkpoints), 1 for a save
+that failed (e.g. a full disk); a run stopped by SIGTERM/SIGINT saves a checkpoint and exits 128 + the
+signal's number. Nothing is written before the config, the workdir and a reincarnation source have been read.
+"""
+
+import os
 import re
 import sys
+import traceback
 
 from absl import app
 from absl import flags
@@ -9,12 +17,21 @@ from absl import logging
 from ml_collections import config_flags
 
 from plasticity_rl import config as config_lib
-from plasticity_rl.workdir import check_parent_workdir, prepare_workdir, WorkdirError
+from plasticity_rl import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A configs/*.py file, with an optional :arg.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for this run's results and checkpoints.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _fail(message: str, status: int = 2):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(status)
+
+
+def _one_line(text: str) -> str:
+  return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
 def _unknown_field_message(argv, error: Exception) -> str:
@@ -30,52 +47,118 @@ def _unknown_field_message(argv, error: Exception) -> str:
   return f"flag --config.{field}: the config has no field {key!r}" + (f"; {hint}" if hint else "")
 
 
+def _config_file(argv) -> str | None:
+  """The path of --config=PATH[:arg] on the command line (the last one given, as absl takes it)."""
+  path = None
+  for i, arg in enumerate(argv[1:], 1):
+    match = re.match(r"^--?config(=(.*))?$", arg)
+    if match:
+      value = match.group(2) if match.group(1) else (argv[i + 1] if i + 1 < len(argv) else "")
+      path = value.split(":", 1)[0]
+  return path
+
+
+def _config_file_error(path: str | None, error: BaseException) -> str | None:
+  """'--config file PATH line N: Type: message' when `error` was raised by the config file itself."""
+  if not path:
+    return None
+  path = os.path.abspath(path)
+  if isinstance(error, SyntaxError) and error.filename and os.path.abspath(error.filename) == path:
+    return f"--config file {path} line {error.lineno}: SyntaxError: {error.msg}"
+  lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+           if os.path.abspath(frame.filename) == path]
+  if lines:
+    return f"--config file {path} line {lines[-1]}: {type(error).__name__}: {_one_line(error)}"
+  return None
+
+
 def _parse_flags(argv):
-  """absl's flag parsing, but every error is a short message and exit status 2, never a traceback."""
+  """absl's flag parsing, but every error is one line and exit status 2, never a traceback."""
+  path = _config_file(argv)
+  if path and not os.path.isfile(path):
+    _fail(f"--config file {path}: no such file" if not os.path.exists(path) else f"--config {path}: not a file")
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
     message = str(e)
     if "Traceback (most recent call last):" in message:  # config_flags: get_config() raised; keep its error.
       lines = [line for line in message.splitlines() if line.strip()]
-      message = f"{lines[0]} {lines[-1].strip()}"
+      frames = [m for m in (re.search(r'File "([^"]*)", line (\d+)', line) for line in lines) if m]
+      where = [m.group(2) for m in frames if path and os.path.abspath(m.group(1)) == os.path.abspath(path)]
+      message = f"--config file {path}" + (f" line {where[-1]}" if where else "") + f": {lines[-1].strip()}"
+    _fail(_one_line(message))
   except (AttributeError, KeyError) as e:  # config_flags: --config.x=… where the config has no field x.
-    message = _unknown_field_message(argv, e)
-  print(f"error: {message}\nPass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
-  sys.exit(2)
+    _fail(_config_file_error(path, e) or _one_line(_unknown_field_message(argv, e)))
+  except Exception as e:  # pylint: disable=broad-except  (the config file failed to load, e.g. SyntaxError)
+    message = _config_file_error(path, e)
+    if message is None:
+      raise
+    _fail(message)
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
+    _fail(f"unexpected argument(s) {argv[1:]}: settings are flags (--config.x=…); --helpshort lists them")
   try:
-    config_lib.validate(config)
-    if config.num_seeds > 1:  # --workdir holds the seeds' workdirs (seed_<n>/), each made as a single run's.
-      check_parent_workdir(_WORKDIR.value)
-    else:
-      prepare_workdir(_WORKDIR.value, config)
-  except (config_lib.ConfigError, WorkdirError, OSError) as e:  # OSError: e.g. the --config file failed to load.
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    config = _CONFIG.value
+  except OSError as e:  # config_flags defers a failed load of the file to the first access.
+    _fail(f"--config: {_one_line(str(e).splitlines()[-1])}")
+  workdir, lock = _WORKDIR.value, None
+  try:
+    try:
+      config_lib.validate(config)
+      if config.num_seeds > 1:  # --workdir holds the seeds' workdirs (seed_<n>/), each made as a single run's.
+        workdir_lib.check_parent_workdir(workdir)
+      else:
+        workdir_lib.check_workdir(workdir, config)
+        lock = workdir_lib.lock_workdir(workdir)  # Held for the run (the kernel drops it if the process dies).
+    except (config_lib.ConfigError, workdir_lib.WorkdirError) as e:
+      _fail(_one_line(e))
+    summaries = _run(config, workdir)
+  finally:
+    if lock is not None:
+      lock.close()
+  for summary in summaries:
+    _print_summary(summary)
+
+
+def _run(config, workdir: str):
+  """The run's summaries; every failure one line (see the module docstring)."""
   from plasticity_rl import checkpoint  # pylint: disable=g-import-not-at-top
   from plasticity_rl import multi_seed  # pylint: disable=g-import-not-at-top
+  from plasticity_rl import recorder as recorder_lib  # pylint: disable=g-import-not-at-top
   from plasticity_rl import train  # pylint: disable=g-import-not-at-top
   logging.info("config:\n%s", config)
   checkpoint.quiet_orbax_logs()
   try:
     if config.num_seeds > 1:
-      summaries = multi_seed.train_seeds(config, _WORKDIR.value)
-    else:
-      summaries = [train.train(config, _WORKDIR.value)]
-  except (checkpoint.CheckpointError, WorkdirError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+      return multi_seed.train_seeds(config, workdir)  # Claims each seed's workdir.
+    reincarnated = None
+    if config.reincarnate.path and not os.path.exists(os.path.join(workdir, "config.json")):
+      reincarnated = _read_source(config, checkpoint)  # Before anything is written: a bad source writes nothing.
+    workdir_lib.prepare_workdir(workdir, config)
+    return [train.train(config, workdir, reincarnated=reincarnated)]
+  except (checkpoint.CheckpointError, workdir_lib.WorkdirError) as e:
+    _fail(_one_line(e))
+  except checkpoint.SaveError as e:  # Its rows go too, as a resume would drop them: none for a save not made.
+    recorder_lib.truncate(os.path.dirname(e.directory), -1 if e.saved is None else e.saved)
+    _fail(_one_line(e), status=1)
+  except OSError as e:  # A full disk under metrics.jsonl or summary.json (other OSErrors keep their traceback).
+    if not workdir_lib.is_disk_full(e):
+      raise
+    where = e.filename or workdir
+    _fail(f"{where}: {e.strerror or e} ({workdir_lib.free_space(where)})", status=1)
   except train.Preempted as e:  # A checkpoint is saved; exit like the signal would (128 + its number).
     print(f"{e}", file=sys.stderr)
     sys.exit(128 + e.signum)
-  for summary in summaries:
-    _print_summary(summary)
+
+
+def _read_source(config, checkpoint):
+  """The agent at config.reincarnate.path, read (and checked against this config) as train would."""
+  from plasticity_rl.agents import dqn  # pylint: disable=g-import-not-at-top
+  from plasticity_rl.envs import atari  # pylint: disable=g-import-not-at-top
+  agent = dqn.make_agent(config, atari.num_actions(config.game, config.eval.protocol))
+  return checkpoint.reincarnate(config, agent)
 
 
 def _print_summary(summary) -> None:

@@ -195,8 +195,8 @@ def _common_resume(seeds: list[_Seed], optimizer, with_replay: bool) -> list[che
     except checkpoint_lib.CheckpointError:
       raise
     except Exception as e:  # pylint: disable=broad-except
-      logging.warning("checkpoint step %s is unreadable for a seed (%s: %s); trying the previous one", step,
-                      type(e).__name__, e)
+      logging.warning("checkpoint step %s is unreadable for a seed (%s); trying the previous one", step,
+                      checkpoint_lib.describe_error(e))
   if common:
     raise checkpoint_lib.CheckpointError(f"no frame count at which every seed has a readable checkpoint ({common})")
   return None
@@ -205,15 +205,15 @@ def _common_resume(seeds: list[_Seed], optimizer, with_replay: bool) -> list[che
 def train_seeds(config, workdir: str) -> list[dict[str, Any]]:
   """Runs config.total_frames for each of the config's seeds; returns their summaries (seed order).
 
-  Each seed's workdir is made (or checked, on resume) like a single run's.
+  Each seed's workdir is made (or checked, on resume) like a single run's, and locked for the run.
   Raises train.Preempted after saving every seed's checkpoint on SIGTERM/SIGINT.
   """
-  seeds = []
+  seeds, locks = [], []
   try:
     for seed in seeds_of(config):
       path = seed_workdir(workdir, seed)
       single = seed_config(config, seed)
-      workdir_lib.prepare_workdir(path, single)
+      locks.append(workdir_lib.claim_workdir(path, single))
       checkpointer = checkpoint_lib.Checkpointer(os.path.join(path, "checkpoints"),
                                                  max_to_keep=config.checkpoint.max_to_keep,
                                                  async_save=config.checkpoint.async_save)
@@ -227,6 +227,8 @@ def train_seeds(config, workdir: str) -> list[dict[str, Any]]:
   finally:
     for s in seeds:
       s.checkpointer.close()
+    for lock in locks:
+      lock.close()
 
 
 def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSignals) -> list[dict[str, Any]]:
@@ -312,7 +314,7 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
     blocked = time.time() - start
     for s in seeds:
       s.recorder.write(frames, "checkpoint", {"blocking_seconds": blocked})
-    logging.info("checkpoint of %d seeds @ %s frames (the loop waited %.2f s)", n, f"{frames:,}", blocked)
+    logging.info("saving checkpoint of %d seeds @ %s frames (the loop waited %.2f s)", n, f"{frames:,}", blocked)
 
   def run_eval() -> bool:
     for s, state in zip(seeds, learner.states):
@@ -433,8 +435,7 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
                "episodes": s.num_episodes, "final_eval_return": s.eval_means[-1][1],
                "best_eval_return": max(m for _, m in s.eval_means), "eval": s.eval_means, "wall_seconds": wall,
                "num_seeds": n, **train.param_counts(state)}
-    with open(os.path.join(s.workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=1)
+    workdir_lib.write_json(os.path.join(s.workdir, "summary.json"), summary)
     if config.log.learning_curve:
       summary["learning_curve"] = learning_curve.plot_learning_curve(
           s.workdir, title=f"{game} · {config.variant} · seed {s.seed}")

@@ -43,6 +43,7 @@ from plasticity_rl import replay as replay_lib
 from plasticity_rl import remedies  # noqa: F401  (registers reset, redo, shrink_perturb)
 from plasticity_rl import surgery
 from plasticity_rl import triggers
+from plasticity_rl import workdir as workdir_lib
 from plasticity_rl.agents import dqn
 from plasticity_rl.analysis import learning_curve
 from plasticity_rl.envs import atari
@@ -199,17 +200,20 @@ def finished_summary(config, workdir: str, checkpointer: checkpoint_lib.Checkpoi
   path = os.path.join(workdir, "summary.json")
   steps = checkpointer.steps()
   if os.path.exists(path) and steps and steps[-1] >= config.total_frames:
-    with open(path) as f:
-      return json.load(f)
+    try:
+      return workdir_lib.read_json(path)
+    except workdir_lib.WorkdirError as e:  # Damaged: written again from the final checkpoint.
+      logging.warning("%s; writing it again from the checkpoint at %s frames", e, f"{steps[-1]:,}")
   return None
 
 
-def train(config, workdir: str) -> dict[str, Any]:
+def train(config, workdir: str, reincarnated: checkpoint_lib.Restored | None = None) -> dict[str, Any]:
   """Runs config.total_frames of training; returns the summary (also in summary.json).
 
   Resumes from the workdir's newest readable checkpoint if there is one; a
   finished run returns its summary at once. Raises Preempted after saving a
-  checkpoint on SIGTERM/SIGINT.
+  checkpoint on SIGTERM/SIGINT. `reincarnated`: config.reincarnate's agent,
+  already read (main reads it before writing the workdir); None: read here.
   """
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                              max_to_keep=config.checkpoint.max_to_keep,
@@ -221,12 +225,13 @@ def train(config, workdir: str) -> dict[str, Any]:
                    f"{checkpointer.steps()[-1]:,}")
       return summary
     with StopSignals() as stop:
-      return _train(config, workdir, checkpointer, stop)
+      return _train(config, workdir, checkpointer, stop, reincarnated)
   finally:
     checkpointer.close()
 
 
-def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop: StopSignals) -> dict[str, Any]:
+def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop: StopSignals,
+           reincarnated: checkpoint_lib.Restored | None = None) -> dict[str, Any]:
   game, num_envs = config.game, config.env.num_envs
   eval_envs = evaluation_envs(config, config.seed)
   agent = dqn.make_agent(config, eval_envs.action_space.n)
@@ -260,7 +265,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
 
   source, load = resumed, "all"
   if resumed is None and config.reincarnate.path:
-    source, load = checkpoint_lib.reincarnate(config, agent), config.reincarnate.load
+    source, load = reincarnated or checkpoint_lib.reincarnate(config, agent), config.reincarnate.load
   if source is not None:
     state = source.train_state(state, agent.optimizer, load)
     if source.replay is not None and load in ("params+optimizer+replay", "all"):
@@ -329,7 +334,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
                       loop=loop, replay=replay if config.checkpoint.save_replay else None, config=config)
     blocked = time.time() - start
     recorder.write(frames, "checkpoint", {"blocking_seconds": blocked})
-    logging.info("checkpoint @ %s frames (the loop waited %.2f s)", f"{frames:,}", blocked)
+    logging.info("saving checkpoint @ %s frames (the loop waited %.2f s)", f"{frames:,}", blocked)
 
   def run_eval() -> bool:
     nonlocal eval_rng
@@ -467,8 +472,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
              "updates": num_updates, "episodes": num_episodes, "final_eval_return": eval_means[-1][1],
              "best_eval_return": max(m for _, m in eval_means), "eval": eval_means,
              "wall_seconds": wall_before + time.time() - throughput.start_time, **param_counts(state)}
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
   if config.log.learning_curve:
     summary["learning_curve"] = learning_curve.plot_learning_curve(
         workdir, title=f"{game} · {config.variant} · seed {config.seed}")
