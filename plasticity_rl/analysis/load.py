@@ -4,6 +4,13 @@ Two inputs, one format (recorder.py's `eval.csv`): a run workdir holds an
 `eval.csv` with one row per evaluation episode; any other tidy CSV has the same
 columns, with `agent` accepted for `variant` and `return` for `episode_return`.
 Every row keeps its `source` file, so a run found twice is an error, not a merge.
+Within one file, rows written twice are caught too: a run's eval.csv with its
+config.json beside it must hold exactly eval.num_episodes rows per evaluation
+(eval.final_num_episodes, when set, for the one at total_frames): more is an
+error naming the lines, fewer (an evaluation cut short by a kill) an
+AnalysisWarning; in any other CSV, an evaluation whose rows are not together
+(rows appended again later) is an AnalysisWarning naming the lines (equal
+rows alone are not: equal episodes are common). Negative frames are an error.
 A workdir whose `eval.csv` is missing or has no rows yet is an *empty run*:
 returned for the gaps report, never dropped silently.
 """
@@ -12,6 +19,7 @@ import glob
 import json
 import os
 from typing import Iterable, NamedTuple
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -25,6 +33,10 @@ RUN_KEY = ["variant", "game", "seed"]
 
 class AnalysisError(ValueError):
   """Bad or unusable input; the message names the file, column or game."""
+
+
+class AnalysisWarning(UserWarning):
+  """Input that is read but looks wrong (e.g. identical rows); the message names the file and lines."""
 
 
 class Results(NamedTuple):
@@ -97,7 +109,54 @@ def read_csv(path: str) -> pd.DataFrame:
   df["seed"] = _numeric(df, "seed", path, integer=True)
   df["frames"] = _numeric(df, "frames", path, integer=True)
   df["return"] = _numeric(df, "return", path, integer=False)
+  negative = np.flatnonzero(df["frames"].to_numpy() < 0)
+  if len(negative):
+    raise AnalysisError(f"{path}: column 'frames' must be >= 0; negative at {_lines(negative)}")
   return df.assign(source=path)
+
+
+def _lines(rows, limit: int = 8) -> str:
+  """'line(s) 2, 5, 9 (and 3 more)' for 0-based data rows (line 1 is the header)."""
+  rows = list(rows)
+  shown = ", ".join(str(i + 2) for i in rows[:limit])
+  return f"line{'s' if len(rows) > 1 else ''} {shown}" + (f" (and {len(rows) - limit} more)" if len(rows) > limit
+                                                          else "")
+
+
+def _run_config(path: str) -> dict | None:
+  """The config.json beside an eval.csv (its run's), or None."""
+  try:
+    with open(os.path.join(os.path.dirname(path), "config.json")) as f:
+      config = json.load(f)
+    return config if isinstance(config["eval"]["num_episodes"], int) else None
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+def check_rows_once(df: pd.DataFrame, path: str) -> None:
+  """Rows written twice within one file (see the module docstring); `df` as read_csv returns it."""
+  config = _run_config(path) if os.path.basename(path) == "eval.csv" else None
+  groups = df.groupby(RUN_KEY + ["frames"], sort=True).indices.items()  # Positions in file order.
+  if config is None:
+    split = [(key, rows) for key, rows in groups if rows[-1] - rows[0] + 1 != len(rows)]
+    if split:
+      (variant, game, seed, frames), rows = split[0]
+      warnings.warn(f"{path}: the rows of the evaluation of variant={variant} game={game} seed={seed} at "
+                    f"{frames:,} frames are not together ({_lines(rows)}; {len(split)} such evaluation(s)): "
+                    "rows written twice?", AnalysisWarning, stacklevel=3)
+    return
+  episodes, final = config["eval"]["num_episodes"], config["eval"].get("final_num_episodes") or 0
+  for (variant, game, seed, frames), rows in groups:
+    expected = final if final and frames >= config.get("total_frames", np.inf) else episodes
+    if len(rows) == expected:
+      continue
+    message = (f"{path}: the evaluation of variant={variant} game={game} seed={seed} at {frames:,} frames has "
+               f"{len(rows)} rows ({_lines(rows)}), the run's config.json says {expected} episodes")
+    if len(rows) > expected:
+      raise AnalysisError(message + ": rows written twice (e.g. by two processes on one workdir); remove the "
+                          "extra rows or re-run")
+    warnings.warn(message + ": an evaluation cut short (the run was stopped while writing it)", AnalysisWarning,
+                  stacklevel=3)
 
 
 def _describe_empty_run(workdir: str) -> str:
@@ -141,18 +200,22 @@ def load_results(runs: Iterable[str] = (), csvs: Iterable[str] = ()) -> Results:
     if os.path.isdir(path):
       eval_path = os.path.join(path, "eval.csv")
       df = read_csv(eval_path) if os.path.exists(eval_path) else None
+      if df is not None:
+        check_rows_once(df, eval_path)
       if df is None or df.empty:
         reason = "no eval.csv" if df is None else "eval.csv has no rows"
         empty_runs.append(f"{_describe_empty_run(path)}: {reason}")
         continue
     else:
       df = read_csv(path)
+      check_rows_once(df, path)
       if df.empty:
         empty_runs.append(f"{path}: no rows")
         continue
     frames.append(df)
   for path in expand(csvs, "--csv"):
     df = read_csv(path)
+    check_rows_once(df, path)
     if df.empty:
       raise AnalysisError(f"{path}: no data rows")
     frames.append(df)
