@@ -1,4 +1,12 @@
-"""Double DQN on Atari, DQN Zoo "double_q" settings; `:arg` picks a scale (config.SCALES).
+"""Double DQN on Atari as DQN Zoo's "double_q" agent; `:arg` picks a scale (config.SCALES).
+
+Paper scale follows google-deepmind/dqn_zoo, dqn_zoo/double_q/run_atari.py (its flags), agent.py (the loss:
+rlax.clip_gradient of the TD error to ±1/32, then ½td², then the batch mean) and networks.py
+(double_dqn_atari_network: ±1/√fan_in uniform init of weights and biases, one shared output bias);
+tests/test_presets.py checks every value against those files' lines, docs/protocols.md tabulates them.
+Departures we keep: 8 envs stepped in parallel (DQN Zoo steps one; the replay ratio, 1 update per 4 agent
+steps, and every period are kept); evaluation of 8 whole episodes every 1M frames (DQN Zoo: 500k frames of
+evaluation per 1M-frame iteration); a replay of single frames rebuilt into stacks (the same transitions).
 
   --config=configs/dqn.py         paper scale: 200M frames, 1M replay (GPU).
   --config=configs/dqn.py:cpu     a real ~5-minute run on 2 CPU cores.
