@@ -288,6 +288,21 @@ def _inactive(c: ml_collections.ConfigDict) -> list[tuple[tuple[str, ...], str]]
   return [(fields, why) for off, fields, why in out if off]
 
 
+def inactive_paths(c: ml_collections.ConfigDict) -> set[str]:
+  """Every leaf field (dotted path) that computes nothing in config c: the fields of `_inactive`, sections
+  expanded (their switch excepted). A resumed run may differ from its config.json only there (workdir.py)."""
+  out = set()
+  for fields, why in _inactive(c):
+    switch = why.split(" ")[0].rpartition(".")[2]
+    for field in fields:
+      value = eval_field(c, field)
+      if isinstance(value, ml_collections.ConfigDict):
+        out.update(f"{field}.{k}" for k in value if k != switch)
+      else:
+        out.add(field)
+  return out
+
+
 def refuse_inactive(c: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict | None = None) -> None:
   """ConfigError naming the first field set away from its default (base_config) where it computes nothing."""
   defaults = defaults or base_config()

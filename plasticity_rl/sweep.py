@@ -438,7 +438,9 @@ def check(runs: Sequence[Run], processes: Sequence[Process] = ()) -> dict[str, s
           old = json.load(f)
         except json.JSONDecodeError:
           old = None
-      diff = "unreadable JSON" if old is None else workdir_lib.config_diff(old, json.loads(config.to_json_best_effort()))
+      from plasticity_rl import config as config_lib  # pylint: disable=g-import-not-at-top
+      diff = "unreadable JSON" if old is None else workdir_lib.config_diff(
+          old, json.loads(config.to_json_best_effort()), ignore=config_lib.inactive_paths(config))
       if diff:
         conflicts[run.name] = f"{path} holds another config ({diff})"
     elif os.path.isdir(run.workdir) and os.listdir(run.workdir):

@@ -37,14 +37,17 @@ def _flat(d, prefix=""):
   return out
 
 
-def config_diff(old: dict, new: dict) -> str | None:
+def config_diff(old: dict, new: dict, ignore=()) -> str | None:
   """The fields in which config `new` departs from a workdir's `old` config.json ("a: x -> y, …"), or None.
 
   A field that `old` lacks is a field added to the schema after that run started: its default keeps the
-  behaviour the run had (fields are added so), so it is not a difference and the run can still resume.
+  behaviour the run had (fields are added so), so it is not a difference and the run can still resume. Fields
+  in `ignore` (config.inactive_paths: options of parts that are off, e.g. a default changed since) compute
+  nothing in this run, so they do not count either.
   """
   a, b = _flat(old), _flat(new)
-  diff = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if k in a and a.get(k) != b.get(k)]
+  diff = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+          if k in a and k not in ignore and a.get(k) != b.get(k)]
   return ", ".join(diff) or None
 
 
@@ -143,10 +146,11 @@ def check_workdir(workdir: str, config) -> None:
 
   Writes nothing.
   """
+  from plasticity_rl import config as config_lib  # pylint: disable=g-import-not-at-top  (imports jax)
   new = json.loads(config.to_json_best_effort())
   old = _old_config(workdir, new)
   if old is not None:
-    diff = config_diff(old, new)
+    diff = config_diff(old, new, ignore=config_lib.inactive_paths(config))
     if diff:
       raise WorkdirError(f"workdir {workdir} holds a run made with another config ({diff}); "
                          "use a new --workdir, or the same config to resume")

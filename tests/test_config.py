@@ -224,3 +224,18 @@ def test_adaptive_replay_ratio_refuses_what_it_would_silently_override():
   config.regularizer.kind, config.regularizer.schedule = "l2", "periodic"
   with pytest.raises(config_lib.ConfigError, match="^config.regularizer.schedule: 'periodic' counts its frames"):
     config_lib.validate(config)
+
+
+def test_a_workdir_resumes_across_schema_growth_and_changed_defaults_of_parts_that_are_off(tmp_path):
+
+  config = _get_config("smoke")
+  config_lib.validate(config)
+  old = json.loads(config.to_json_best_effort())
+  del old["network"]["dueling"]  # A field added since the run started (at its old behaviour).
+  old["regularizer"]["on_frames"] = 10_000_000  # A default changed since, for a part that is off.
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  workdir_lib.check_workdir(str(tmp_path), config)  # Resumes.
+  old["learner"]["gamma"] = 0.9  # An active field: another run.
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  with pytest.raises(workdir_lib.WorkdirError, match=r"learner.gamma: 0.9 -> 0.99\)"):
+    workdir_lib.check_workdir(str(tmp_path), config)
