@@ -392,7 +392,8 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
       if frames >= learning_starts:
         for s, state in zip(seeds, learner.states):
           s.recorder.write(frames, "plasticity", metrics_lib.to_host(metrics_lib.plasticity_metrics(
-              agent, state, s.replay.sample(config.metrics.probe_size), state.init_params)))
+              agent, state, s.replay.sample(config.metrics.probe_size), state.init_params,
+              train_batch_size=config.learner.batch_size)))
 
     if frames >= next_log:
       next_log += config.log.period_frames

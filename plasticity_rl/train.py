@@ -381,7 +381,8 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
   def measure_plasticity() -> None:
     nonlocal trigger, replay_ratio_state
     row = metrics_lib.to_host(metrics_lib.plasticity_metrics(
-        agent, state, replay.sample(config.metrics.probe_size), state.init_params))
+        agent, state, replay.sample(config.metrics.probe_size), state.init_params,
+        train_batch_size=config.learner.batch_size))
     recorder.write(frames, "plasticity", row)
     trigger, fire = triggers.update_trigger(trigger, frames, row.get(trigger.spec.metric))
     if fire:
