@@ -10,6 +10,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["plasticity_rl", "plasticity_rl.*"]),
     package_data={"plasticity_rl": ["data/*.csv", "data/*.md"]},
     python_requires=">=3.11",
+    license="Apache-2.0",
     install_requires=[
         "jax>=0.7,<0.11",
         "flax>=0.11,<0.13",
