@@ -103,22 +103,16 @@ def main(argv):
     config = _CONFIG.value
   except OSError as e:  # config_flags defers a failed load of the file to the first access.
     _fail(f"--config: {_one_line(str(e).splitlines()[-1])}")
-  workdir, lock = _WORKDIR.value, None
+  workdir = _WORKDIR.value
   try:
-    try:
-      config_lib.validate(config)
-      if config.num_seeds > 1:  # --workdir holds the seeds' workdirs (seed_<n>/), each made as a single run's.
-        workdir_lib.check_parent_workdir(workdir)
-      else:
-        workdir_lib.check_workdir(workdir, config)
-        lock = workdir_lib.lock_workdir(workdir)  # Held for the run (the kernel drops it if the process dies).
-    except (config_lib.ConfigError, workdir_lib.WorkdirError) as e:
-      _fail(_one_line(e))
-    summaries = _run(config, workdir)
-  finally:
-    if lock is not None:
-      lock.close()
-  for summary in summaries:
+    config_lib.validate(config)
+    if config.num_seeds > 1:  # --workdir holds the seeds' workdirs (seed_<n>/), each made as a single run's.
+      workdir_lib.check_parent_workdir(workdir)
+    else:
+      workdir_lib.check_workdir(workdir, config)
+  except (config_lib.ConfigError, workdir_lib.WorkdirError) as e:
+    _fail(_one_line(e))
+  for summary in _run(config, workdir):
     _print_summary(summary)
 
 
@@ -130,13 +124,15 @@ def _run(config, workdir: str):
   from plasticity_rl import train  # pylint: disable=g-import-not-at-top
   logging.info("config:\n%s", config)
   checkpoint.quiet_orbax_logs()
+  lock = None
   try:
     if config.num_seeds > 1:
       return multi_seed.train_seeds(config, workdir)  # Claims each seed's workdir.
     reincarnated = None
     if config.reincarnate.path and not os.path.exists(os.path.join(workdir, "config.json")):
       reincarnated = _read_source(config, checkpoint)  # Before anything is written: a bad source writes nothing.
-    workdir_lib.prepare_workdir(workdir, config)
+    lock = workdir_lib.lock_workdir(workdir)  # Held for the run (the kernel drops it if the process dies).
+    workdir_lib.prepare_workdir(workdir, config)  # Checked again, under the lock.
     return [train.train(config, workdir, reincarnated=reincarnated)]
   except (checkpoint.CheckpointError, workdir_lib.WorkdirError) as e:
     _fail(_one_line(e))
@@ -151,6 +147,9 @@ def _run(config, workdir: str):
   except train.Preempted as e:  # A checkpoint is saved; exit like the signal would (128 + its number).
     print(f"{e}", file=sys.stderr)
     sys.exit(128 + e.signum)
+  finally:
+    if lock is not None:
+      lock.close()
 
 
 def _read_source(config, checkpoint):
