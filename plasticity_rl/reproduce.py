@@ -2,6 +2,8 @@ r"""Reproduction: run a preset on games × seeds and compare the scores with the
 
   plasticity-rl-reproduce --preset=drq_eps --games=Boxing,Breakout,Seaquest --seeds=0 --root=runs/reproduce
   plasticity-rl-reproduce --preset=drq_eps --games=Boxing --seeds=0 --root=runs/reproduce --report_only
+  plasticity-rl-reproduce --preset=dopamine_dqn --games=Pong,Breakout --root=runs/repro_dqn \
+      --override total_frames=10000000
 
 The runs go through the sweep launcher (plasticity_rl/sweep.py): ROOT/<game>/<preset>/seed_<n>, one process
 per run, --parallel at a time; the same command again skips finished runs and resumes stopped ones from their
@@ -13,6 +15,13 @@ ROOT/reproduction.md and ROOT/reproduction.json.
 
 --results DIR adds finished runs kept elsewhere (e.g. docs/reproduction/, where each finished run's eval.csv and
 summary.json are committed as <game>/<preset>/seed_<n>/): a run found in both is read from ROOT.
+
+A curve preset (CURVE_PRESETS: dopamine_dqn) is compared by learning curve instead: every evaluation in a run's
+eval.csv (finished or not; the mean return of its episodes) at the frames of a published iteration — Dopamine's
+iteration i is the evaluation after (i + 1) × 1M training frames — against the band of the published runs at that
+iteration (min, mean and max over their 5 seeds). Per game: a table of our score(s) against the band at each evaluated
+iteration (an even selection of them past 25), a verdict at the last evaluated iteration (inside the seeds' min–max
+band or not), and a figure of our curve over the band, ROOT/reproduction_<game>.png, next to reproduction.md.
 """
 
 import dataclasses
@@ -27,7 +36,14 @@ from plasticity_rl import atari_games
 from plasticity_rl import published
 
 # preset name -> (config file relative to the repo, the published runs it is compared with).
-PRESETS = {"drq_eps": ("configs/drq_eps.py", "drq_eps_atari100k")}
+PRESETS = {"drq_eps": ("configs/drq_eps.py", "drq_eps_atari100k"),
+           "dopamine_dqn": ("configs/dopamine_dqn.py", "dopamine_dqn_atari")}
+# Presets compared by learning curve (published.load_curves) -> training frames per published iteration.
+CURVE_PRESETS = {"dopamine_dqn": 250_000 * 4}  # Dopamine's Runner.training_steps (agent steps) × 4 frames.
+# An evaluation counts as a published iteration's when its frames are within this fraction of an iteration's frames
+# of (iteration + 1) × frames per iteration (the loop evaluates at the first step past each period).
+ITERATION_TOLERANCE = 0.01
+MAX_TABLE_ROWS = 25  # Per game in reproduction.md; reproduction.json holds every evaluated iteration.
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -170,6 +186,8 @@ def markdown(preset: str, rows: Sequence[GameRow], agg: dict[str, dict]) -> str:
 
 
 def report(preset: str, games: Sequence[str], seeds: Sequence[int], dirs: Sequence[str], out_dir: str | None) -> str:
+  if preset in CURVE_PRESETS:
+    return curve_report(preset, games, seeds, dirs, out_dir)
   rows = table(preset, collect(dirs, preset, games, seeds))
   agg = aggregate(preset, rows)
   text = markdown(preset, rows, agg)
@@ -180,6 +198,236 @@ def report(preset: str, games: Sequence[str], seeds: Sequence[int], dirs: Sequen
     with open(os.path.join(out_dir, "reproduction.json"), "w") as f:
       json.dump({"preset": preset, "games": [dataclasses.asdict(r) | {"verdict": r.verdict} for r in rows],
                  "aggregate": agg}, f, indent=1)
+  return text
+
+
+# Learning-curve comparison (CURVE_PRESETS).
+
+
+def eval_curve(run_dir: str) -> list[tuple[int, float]] | None:
+  """(frames, mean return of that evaluation's episodes) for every evaluation in a run's eval.csv, by frames; None
+  when the run has no eval.csv (not started). Finished or not: a curve is compared as far as it goes."""
+  path = os.path.join(run_dir, "eval.csv")
+  if not os.path.exists(path):
+    return None
+  by_frames: dict[int, list[float]] = {}
+  for row in _eval_rows(path):
+    by_frames.setdefault(row["frames"], []).append(row["episode_return"])
+  return [(frames, float(np.mean(returns))) for frames, returns in sorted(by_frames.items())]
+
+
+def collect_curves(dirs: Sequence[str], preset: str, games: Sequence[str],
+                   seeds: Sequence[int]) -> dict[str, dict[int, list[tuple[int, float]]]]:
+  """{game: {seed: eval curve}} of the runs under the first of `dirs` that has each run's eval.csv."""
+  out: dict[str, dict[int, list[tuple[int, float]]]] = {g: {} for g in games}
+  for game in games:
+    for seed in seeds:
+      for d in dirs:
+        curve = eval_curve(os.path.join(d, game, preset, f"seed_{seed}"))
+        if curve is not None:
+          out[game][seed] = curve
+          break
+  return out
+
+
+def iteration_of(frames: int, frames_per_iteration: int) -> int | None:
+  """The published iteration whose evaluation an evaluation at `frames` training frames matches, or None."""
+  i = round(frames / frames_per_iteration) - 1
+  if i >= 0 and abs(frames - (i + 1) * frames_per_iteration) <= ITERATION_TOLERANCE * frames_per_iteration:
+    return i
+  return None
+
+
+def band_verdict(scores: Sequence[float], low: float, high: float) -> str:
+  inside = [low <= s <= high for s in scores]
+  if all(inside):
+    return "inside the min–max band"
+  below = [s < low for s in scores]
+  above = [s > high for s in scores]
+  return ("below" if all(below) else "above" if all(above) else "mixed") + " the min–max band"
+
+
+@dataclasses.dataclass(frozen=True)
+class CurvePoint:
+  """Our evaluation(s) at one published iteration, and the published runs' band there."""
+  iteration: int
+  frames: int  # (iteration + 1) × frames per iteration: the training frames the published runs had.
+  scores: tuple[float, ...]  # Ours, one per seed evaluated at this iteration.
+  seeds: tuple[int, ...]
+  published_min: float
+  published_mean: float
+  published_max: float
+
+  @property
+  def verdict(self) -> str:
+    return band_verdict(self.scores, self.published_min, self.published_max)
+
+
+@dataclasses.dataclass(frozen=True)
+class GameCurve:
+  game: str
+  seeds: tuple[int, ...]  # Our seeds with at least one evaluation.
+  points: tuple[CurvePoint, ...]  # Every published iteration at which at least one of our seeds evaluated.
+  ours: dict[int, tuple[tuple[int, float], ...]]  # seed -> every (frames, mean return), for the figure.
+  off_iteration: tuple[int, ...]  # Frames of our evaluations at no published iteration (not compared).
+  published_runs: int
+  published_iterations: int
+  frames_per_iteration: int
+
+  @property
+  def verdict(self) -> str:
+    if not self.ours:
+      return "not run yet"
+    if not self.points:
+      return "no evaluation at a published iteration yet"
+    last = self.points[-1]
+    return f"{last.verdict} at iteration {last.iteration}"
+
+
+def curve_table(preset: str, ours: dict[str, dict[int, list[tuple[int, float]]]]) -> list[GameCurve]:
+  reference = published.load_curves(PRESETS[preset][1])
+  per_iteration = CURVE_PRESETS[preset]
+  out = []
+  for game, by_seed in ours.items():
+    if game not in reference:
+      raise ReproduceError(f"{game}: no published {preset} curves (they cover {', '.join(sorted(reference))})")
+    band = reference[game]
+    lows, means, highs = band.min(axis=0), band.mean(axis=0), band.max(axis=0)
+    at: dict[int, dict[int, float]] = {}  # iteration -> {seed: score}
+    off = set()
+    for seed, curve in by_seed.items():
+      for frames, score in curve:
+        i = iteration_of(frames, per_iteration)
+        if i is None or i >= band.shape[1]:
+          off.add(frames)
+        else:
+          at.setdefault(i, {})[seed] = score
+    points = tuple(CurvePoint(i, (i + 1) * per_iteration, tuple(at[i][s] for s in sorted(at[i])), tuple(sorted(at[i])),
+                              float(lows[i]), float(means[i]), float(highs[i])) for i in sorted(at))
+    out.append(GameCurve(game, tuple(sorted(s for s, c in by_seed.items() if c)), points,
+                         {s: tuple(c) for s, c in sorted(by_seed.items()) if c}, tuple(sorted(off)), band.shape[0],
+                         band.shape[1], per_iteration))
+  return out
+
+
+def shown_points(points: Sequence[CurvePoint], max_rows: int = MAX_TABLE_ROWS) -> list[CurvePoint]:
+  """All points, or `max_rows` of them evenly spread over the evaluated iterations (first and last included)."""
+  if len(points) <= max_rows:
+    return list(points)
+  return [points[k] for k in sorted(set(np.linspace(0, len(points) - 1, max_rows).round().astype(int)))]
+
+
+def _frames(frames: int) -> str:
+  return f"{frames / 1e6:g}M" if frames >= 1_000_000 else f"{frames:,}"
+
+
+def curve_markdown(preset: str, curves: Sequence[GameCurve], figures: dict[str, str] | None = None) -> str:
+  figures = figures or {}
+  per_iteration = CURVE_PRESETS[preset]
+  lines = [f"# Reproduction of {preset}", "",
+           f"Learning curves against the published runs ({PRESETS[preset][1]}, data/{PRESETS[preset][1]}.SOURCE.md): "
+           f"published iteration i is the evaluation after (i + 1) × {_frames(per_iteration)} training frames; the "
+           "band is the min–max (and mean) over the published seeds at that iteration. Our score is the mean return "
+           "of one evaluation of ours at those frames.", "",
+           "| game | last evaluated iteration | frames | our score(s) | seeds | published min | mean | max | verdict |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for c in curves:
+    if c.points:
+      p = c.points[-1]
+      lines.append(f"| {c.game} | {p.iteration} | {_frames(p.frames)} | {', '.join(_fmt(s) for s in p.scores)} | "
+                   f"{','.join(map(str, p.seeds))} | {_fmt(p.published_min)} | {_fmt(p.published_mean)} | "
+                   f"{_fmt(p.published_max)} | {c.verdict} |")
+    else:
+      lines.append(f"| {c.game} | – | – | – | {','.join(map(str, c.seeds)) or '–'} | – | – | – | {c.verdict} |")
+  for c in curves:
+    lines += ["", f"## {c.game}", ""]
+    if c.game in figures:
+      lines += [f"![{c.game}: our curve over the published band]({figures[c.game]})", ""]
+    if c.points:
+      shown = shown_points(c.points)
+      if len(shown) < len(c.points):
+        lines += [f"{len(shown)} of {len(c.points)} evaluated iterations shown (all in reproduction.json).", ""]
+      lines += ["| iteration | frames | our score(s) | seeds | published min | mean | max | vs band |",
+                "|---|---|---|---|---|---|---|---|"]
+      for p in shown:
+        lines.append(f"| {p.iteration} | {_frames(p.frames)} | {', '.join(_fmt(s) for s in p.scores)} | "
+                     f"{','.join(map(str, p.seeds))} | {_fmt(p.published_min)} | {_fmt(p.published_mean)} | "
+                     f"{_fmt(p.published_max)} | {p.verdict.removesuffix(' the min–max band')} |")
+      lines.append("")
+    elif not c.ours:
+      lines += ["No evaluation yet.", ""]
+    band = published.load_curves(PRESETS[preset][1])[c.game]
+    last = band.shape[1] - 1
+    lines.append(f"Published at the final iteration {last} ({_frames((last + 1) * per_iteration)} frames): mean "
+                 f"{_fmt(float(band[:, last].mean()))}, min–max [{_fmt(float(band[:, last].min()))}, "
+                 f"{_fmt(float(band[:, last].max()))}] over {band.shape[0]} runs.")
+    if c.off_iteration:
+      listed = ", ".join(f"{f:,}" for f in c.off_iteration[:10]) + (", …" if len(c.off_iteration) > 10 else "")
+      lines.append(f"Not compared: {len(c.off_iteration)} evaluation frame count(s) at no published iteration "
+                   f"({listed}).")
+  missing = [c.game for c in curves if not c.ours]
+  if missing:
+    lines += ["", f"Not run yet: {', '.join(missing)}."]
+  return "\n".join(lines) + "\n"
+
+
+_OUR_COLORS = ("tab:orange", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+
+
+def plot_curve(preset: str, curve: GameCurve, path: str) -> None:
+  """Our curve(s) over the published band: the frames we reached (left) and the published runs' whole length."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  band = published.load_curves(PRESETS[preset][1])[curve.game]
+  per_iteration = curve.frames_per_iteration
+  x = (np.arange(band.shape[1]) + 1) * per_iteration / 1e6
+  reached = max((f for c in curve.ours.values() for f, _ in c), default=0)
+  zoom = max(1.1 * reached, 10 * per_iteration) / 1e6
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for ax, right in zip(axes, (zoom, x[-1] * 1.02)):
+    keep = x <= right
+    ax.fill_between(x[keep], band.min(axis=0)[keep], band.max(axis=0)[keep], alpha=0.3, color="tab:blue",
+                    label=f"published min–max ({band.shape[0]} runs)")
+    ax.plot(x[keep], band.mean(axis=0)[keep], color="tab:blue", label="published mean")
+    for k, (seed, points) in enumerate(curve.ours.items()):
+      frames, scores = zip(*points)
+      ax.plot(np.asarray(frames) / 1e6, scores, marker="o", markersize=3, color=_OUR_COLORS[k % len(_OUR_COLORS)],
+              label=f"ours, seed {seed}")
+    ax.set_xlim(0, right)
+    ax.set_xlabel("training frames (M)")
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("mean evaluation return")
+  axes[0].set_title(f"{curve.game}: the first {zoom:.3g}M frames")
+  axes[1].set_title(f"{curve.game}: all {band.shape[1]} iterations")
+  axes[1].legend(fontsize=7, loc="lower right")
+  fig.suptitle(f"{preset} vs {PRESETS[preset][1]} — {curve.verdict}", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def curve_report(preset: str, games: Sequence[str], seeds: Sequence[int], dirs: Sequence[str],
+                 out_dir: str | None) -> str:
+  curves = curve_table(preset, collect_curves(dirs, preset, games, seeds))
+  figures = {}
+  if out_dir:
+    os.makedirs(out_dir, exist_ok=True)
+    for c in curves:
+      figures[c.game] = f"reproduction_{c.game}.png"
+      plot_curve(preset, c, os.path.join(out_dir, figures[c.game]))
+  text = curve_markdown(preset, curves, figures)
+  if out_dir:
+    with open(os.path.join(out_dir, "reproduction.md"), "w") as f:
+      f.write(text)
+    with open(os.path.join(out_dir, "reproduction.json"), "w") as f:
+      json.dump({"preset": preset, "published": PRESETS[preset][1], "frames_per_iteration": CURVE_PRESETS[preset],
+                 "games": [{"game": c.game, "verdict": c.verdict, "seeds": list(c.seeds),
+                            "published_runs": c.published_runs, "published_iterations": c.published_iterations,
+                            "points": [dataclasses.asdict(p) | {"verdict": p.verdict} for p in c.points],
+                            "not_compared_frames": list(c.off_iteration), "figure": figures.get(c.game),
+                            "ours": {str(s): [list(p) for p in pts] for s, pts in c.ours.items()}}
+                           for c in curves]}, f, indent=1)
   return text
 
 

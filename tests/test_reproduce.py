@@ -142,3 +142,141 @@ def test_reproduce_smoke_end_to_end(tmp_path, run_env):
                           f"--root={tmp_path}", "--parallel=1", "--smoke"], capture_output=True, text=True,
                          cwd=REPO, env=run_env, timeout=300)
   assert again.returncode == 0 and "1 done already" in again.stdout  # A finished run is not run again.
+
+
+# The dopamine_dqn preset: learning curves against Dopamine's published per-iteration scores.
+
+
+def test_published_dopamine_dqn_curves_match_their_source_summary():
+  curves = published.load_curves("dopamine_dqn_atari")
+  assert sorted(curves) == ["Breakout", "Pong"]
+  assert {c.shape for c in curves.values()} == {(5, 200)}  # 5 runs × 200 iterations of 1M frames.
+  # Final-iteration (199, 200M frames) and iteration-9 (10M) statistics as data/dopamine_dqn_atari.SOURCE.md lists them.
+  for game, it, mean, low, high in (("Pong", 199, 19.5189, 19.2093, 19.6846), ("Breakout", 199, 199.3920, 189.7682,
+                                                                                221.2313),
+                                    ("Pong", 9, 1.1245, -2.8261, 9.1538), ("Breakout", 9, 51.9360, 48.7454, 56.9557),
+                                    ("Pong", 0, -20.1911, -20.2738, -20.0833)):
+    col = curves[game][:, it]
+    assert (col.mean(), col.min(), col.max()) == pytest.approx((mean, low, high), abs=1e-4), (game, it)
+  # The source's own digits, unchanged (SOURCE.md's per-run final scores; the first DQN record of each file).
+  assert curves["Pong"][:, -1].tolist() == [19.209302325581394, 19.492424242424242, 19.666666666666668,
+                                            19.684615384615384, 19.541353383458645]
+  assert curves["Breakout"][:, -1].tolist() == [196.07236842105263, 189.7682119205298, 191.14743589743588,
+                                                198.74074074074073, 221.2312925170068]
+  assert curves["Pong"][0, 0] == -20.123552123552123 and curves["Breakout"][0, 0] == 1.785296574770259
+  assert curves["Pong"].mean(axis=0).argmax() == 194 and curves["Breakout"].mean(axis=0).argmax() == 195
+  with pytest.raises(ValueError, match="holds learning curves: load_curves"):
+    published.load("dopamine_dqn_atari")
+  with pytest.raises(ValueError, match="holds final scores: load"):
+    published.load_curves("drq_eps_atari100k")
+
+
+def write_curve_run(root, game: str, seed: int, evals, preset: str = "dopamine_dqn"):
+  """A run's eval.csv (no summary.json: a curve is compared as far as it goes), evals = [(frames, [returns])]."""
+  d = os.path.join(root, game, preset, f"seed_{seed}")
+  os.makedirs(d)
+  with open(os.path.join(d, "eval.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["game", "variant", "seed", "frames", "episode_return", "episode_frames"])
+    for frames, returns in evals:
+      for r in returns:
+        w.writerow([game, preset, seed, frames, r, 100])
+  return d
+
+
+def test_iteration_of_maps_training_frames_to_dopamine_iterations(tmp_path):
+  m = 1_000_000
+  assert [reproduce.iteration_of(f, m) for f in (1_000_000, 1_000_032, 995_000, 10_000_000, 200_000_000)] == \
+      [0, 0, 0, 9, 199]
+  assert [reproduce.iteration_of(f, m) for f in (0, 2_000, 500_000, 1_500_000, 1_020_000)] == [None] * 5
+  # A run's curve: one (frames, mean over that evaluation's episodes) per evaluation, by frames.
+  d = write_curve_run(tmp_path, "Pong", 0, [(2 * m, [1.0, 2.0, 6.0]), (m, [-21.0])])
+  assert reproduce.eval_curve(d) == [(m, -21.0), (2 * m, 3.0)]
+  assert reproduce.eval_curve(str(tmp_path / "Pong" / "dopamine_dqn" / "seed_1")) is None  # Not started.
+
+
+def test_curve_table_and_verdicts_on_known_answers(tmp_path):
+  band = published.load_curves("dopamine_dqn_atari")
+  pong, breakout = band["Pong"], band["Breakout"]
+  m = 1_000_000
+  # Pong seed 0: inside at every iteration it reached (the published mean), with an evaluation between iterations.
+  write_curve_run(tmp_path, "Pong", 0, [((i + 1) * m + 32, [pong[:, i].mean()] * 3) for i in range(3)] +
+                  [(3_500_000, [0.0])])
+  # Pong seed 1: below at iteration 0, above at iteration 1 (seed 0 inside there: mixed), alone at iteration 3.
+  write_curve_run(tmp_path, "Pong", 1, [(1 * m, [pong[:, 0].min() - 1]), (2 * m, [pong[:, 1].max() + 1, 21.0]),
+                                        (4 * m, [pong[:, 3].max() + 0.5])])
+  # Breakout seed 0: the episode mean is the score (two episodes around the band's max at iteration 9 -> above).
+  write_curve_run(tmp_path, "Breakout", 0, [(10 * m, [breakout[:, 9].max() + 10, breakout[:, 9].max() + 20])])
+  rows = {c.game: c for c in reproduce.curve_table("dopamine_dqn", reproduce.collect_curves(
+      [tmp_path], "dopamine_dqn", ["Pong", "Breakout"], [0, 1]))}
+  p = rows["Pong"]
+  assert [q.iteration for q in p.points] == [0, 1, 2, 3] and [q.frames for q in p.points] == [m, 2 * m, 3 * m, 4 * m]
+  assert [q.seeds for q in p.points] == [(0, 1), (0, 1), (0,), (1,)]
+  assert [q.verdict for q in p.points] == ["mixed the min–max band", "mixed the min–max band",
+                                           "inside the min–max band", "above the min–max band"]
+  assert p.points[1].scores[1] == pytest.approx((pong[:, 1].max() + 1 + 21.0) / 2)
+  assert (p.points[2].published_min, p.points[2].published_mean, p.points[2].published_max) == pytest.approx(
+      (pong[:, 2].min(), pong[:, 2].mean(), pong[:, 2].max()))
+  assert p.verdict == "above the min–max band at iteration 3"  # The last evaluated iteration decides.
+  assert p.off_iteration == (3_500_000,) and p.seeds == (0, 1) and p.published_runs == 5
+  b = rows["Breakout"]
+  assert [q.iteration for q in b.points] == [9] and b.verdict == "above the min–max band at iteration 9"
+  assert b.points[0].scores == pytest.approx((breakout[:, 9].max() + 15,))
+  # Nothing run yet; runs with evaluations only between iterations (the :smoke scale evaluates at 2k and 4k frames).
+  write_curve_run(tmp_path, "Breakout", 1, [(2_000, [1.0]), (4_000, [2.0])])
+  none = reproduce.curve_table("dopamine_dqn", reproduce.collect_curves([tmp_path], "dopamine_dqn", ["Pong",
+                                                                                                     "Breakout"], [2]))
+  assert [c.verdict for c in none] == ["not run yet", "not run yet"]
+  smoke = reproduce.curve_table("dopamine_dqn", reproduce.collect_curves([tmp_path], "dopamine_dqn", ["Breakout"],
+                                                                         [1]))[0]
+  assert smoke.verdict == "no evaluation at a published iteration yet" and smoke.off_iteration == (2_000, 4_000)
+  with pytest.raises(reproduce.ReproduceError, match="no published dopamine_dqn curves"):
+    reproduce.curve_table("dopamine_dqn", {"Seaquest": {}})
+  text = reproduce.curve_markdown("dopamine_dqn", list(rows.values()))
+  assert "| Pong | 3 | 4M |" in text and "above the min–max band at iteration 3 |" in text
+  assert "| 2 | 3M |" in text and "Not compared: 1 evaluation frame count(s) at no published iteration (3,500,000)" in text
+
+
+def test_long_curves_show_an_even_selection_of_iterations():
+  points = [reproduce.CurvePoint(i, (i + 1) * 1_000_000, (1.0,), (0,), 0.0, 1.0, 2.0) for i in range(200)]
+  shown = reproduce.shown_points(points)
+  assert len(shown) == reproduce.MAX_TABLE_ROWS and shown[0].iteration == 0 and shown[-1].iteration == 199
+  assert reproduce.shown_points(points[:10]) == points[:10]
+
+
+def test_curve_report_command_writes_tables_figures_and_json(tmp_path):
+  band = published.load_curves("dopamine_dqn_atari")
+  write_curve_run(tmp_path, "Pong", 0, [((i + 1) * 1_000_000, [band["Pong"][:, i].mean()]) for i in range(10)])
+  result = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=dopamine_dqn",
+                           "--games=pong,Breakout", f"--root={tmp_path}", "--report_only"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert "| Pong | 9 | 10M |" in result.stdout and "inside the min–max band at iteration 9" in result.stdout
+  assert "Not run yet: Breakout." in result.stdout
+  for game in ("Pong", "Breakout"):  # A figure per game, next to reproduction.md.
+    assert (tmp_path / f"reproduction_{game}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert "![Pong: our curve over the published band](reproduction_Pong.png)" in (
+      tmp_path / "reproduction.md").read_text()
+  saved = json.loads((tmp_path / "reproduction.json").read_text())
+  assert [g["verdict"] for g in saved["games"]] == ["inside the min–max band at iteration 9", "not run yet"]
+  assert saved["frames_per_iteration"] == 1_000_000 and len(saved["games"][0]["points"]) == 10
+  assert saved["games"][0]["points"][9]["published_max"] == pytest.approx(band["Pong"][:, 9].max())
+  bad = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=dopamine_dqn", "--games=Seaquest",
+                        f"--root={tmp_path}", "--report_only"], capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no published dopamine_dqn curves" in bad.stderr
+
+
+@pytest.mark.slow
+def test_reproduce_dopamine_dqn_smoke_end_to_end(tmp_path, run_env):
+  """The GPU recipe's command at the :smoke scale: one tiny Pong run through the sweep launcher, then the report."""
+  result = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=dopamine_dqn", "--games=Pong",
+                           f"--root={tmp_path}", "--parallel=1", "--smoke"], capture_output=True, text=True,
+                          cwd=REPO, env=run_env, timeout=600)
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+  assert (tmp_path / "Pong" / "dopamine_dqn" / "seed_0" / "summary.json").exists()
+  # The smoke run evaluates at 2k and 4k frames: no Dopamine iteration (1M frames) yet, and the report says so.
+  assert "| Pong |" in result.stdout and "no evaluation at a published iteration yet" in result.stdout
+  assert "The :smoke scale" in result.stdout
+  assert (tmp_path / "reproduction.md").exists() and (tmp_path / "reproduction_Pong.png").exists()
+  saved = json.loads((tmp_path / "reproduction.json").read_text())
+  assert saved["games"][0]["ours"]["0"] and saved["games"][0]["not_compared_frames"]
