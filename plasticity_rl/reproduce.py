@@ -474,7 +474,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (ReproduceError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  if args.override or args.smoke:
+  shortened = args.preset in CURVE_PRESETS and args.override and all(
+      o.split("=", 1)[0].strip() == "total_frames" for o in args.override)
+  if shortened and not args.smoke:  # A shorter run of the same preset: its curve is compared as far as it goes.
+    text += (f"\nOverrides {args.override}: the preset, run for fewer frames; its curve is compared with the "
+             "published iterations it reaches.\n")
+  elif args.override or args.smoke:
     text += (f"\n{'The :smoke scale' if args.smoke else f'Overrides {args.override}'}: these runs depart from the "
              "preset, so this is not a reproduction.\n")
   print(text)

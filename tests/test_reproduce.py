@@ -261,6 +261,11 @@ def test_curve_report_command_writes_tables_figures_and_json(tmp_path):
   assert [g["verdict"] for g in saved["games"]] == ["inside the min–max band at iteration 9", "not run yet"]
   assert saved["frames_per_iteration"] == 1_000_000 and len(saved["games"][0]["points"]) == 10
   assert saved["games"][0]["points"][9]["published_max"] == pytest.approx(band["Pong"][:, 9].max())
+  shorter = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=dopamine_dqn", "--games=Pong",
+                            f"--root={tmp_path}", "--report_only", "--override", "total_frames=10000000"],
+                           capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert shorter.returncode == 0, shorter.stderr
+  assert "run for fewer frames" in shorter.stdout and "not a reproduction" not in shorter.stdout
   bad = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=dopamine_dqn", "--games=Seaquest",
                         f"--root={tmp_path}", "--report_only"], capture_output=True, text=True, cwd=REPO, timeout=120)
   assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no published dopamine_dqn curves" in bad.stderr
