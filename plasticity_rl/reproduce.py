@@ -338,7 +338,8 @@ def curve_markdown(preset: str, curves: Sequence[GameCurve], figures: dict[str, 
                    f"{','.join(map(str, p.seeds))} | {_fmt(p.published_min)} | {_fmt(p.published_mean)} | "
                    f"{_fmt(p.published_max)} | {c.verdict} |")
     else:
-      lines.append(f"| {c.game} | – | – | – | {','.join(map(str, c.seeds)) or '–'} | – | – | – | {c.verdict} |")
+      seeds = ",".join(map(str, c.seeds)) or "–"
+      lines.append(f"| {c.game} | – | – | – | {seeds} | – | – | – | {c.verdict} |")
   for c in curves:
     lines += ["", f"## {c.game}", ""]
     if c.game in figures:
