@@ -449,6 +449,26 @@ def launch(preset: str, games: Sequence[str], seeds: Sequence[int], root: str, p
     return sweep.run_local(runs, manifest, parallel=parallel, gpus=sweep.detect_gpus(), processes=processes)
 
 
+RESULT_FILES = ("eval.csv", "summary.json")  # A finished run's small result files, enough for the report.
+
+
+def keep_results(root: str, keep_dir: str, preset: str, games: Sequence[str], seeds: Sequence[int]) -> list[str]:
+  """Copies each finished run's RESULT_FILES from ROOT to KEEP/<game>/<preset>/seed_<n>/ (e.g. docs/reproduction,
+  to commit), so the table can be rebuilt from kept results when the workdirs are gone; returns the runs kept."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  kept = []
+  for game in games:
+    for seed in seeds:
+      run = os.path.join(game, preset, f"seed_{seed}")
+      if final_score(os.path.join(root, run)) is None:
+        continue
+      os.makedirs(os.path.join(keep_dir, run), exist_ok=True)
+      for name in RESULT_FILES:
+        shutil.copyfile(os.path.join(root, run, name), os.path.join(keep_dir, run, name))
+      kept.append(run)
+  return kept
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   import argparse  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="plasticity-rl-reproduce")
@@ -461,6 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--override", action="append", default=[], help="field=value for every run (not a "
                       "reproduction then: the report says so)")
   parser.add_argument("--report_only", action="store_true", help="report on what has finished; launch nothing")
+  parser.add_argument("--keep", default=None, help="copy each finished run's eval.csv and summary.json here "
+                      "(e.g. docs/reproduction, to commit) and read kept runs from it too")
   parser.add_argument("--smoke", action="store_true", help="the preset's :smoke scale (seconds; for tests, not a "
                       "reproduction)")
   args = parser.parse_args(argv)
@@ -471,7 +493,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = 0
     if not args.report_only:
       failed = launch(args.preset, games, seeds, root, args.parallel, args.override, smoke=args.smoke)
-    text = report(args.preset, games, seeds, [root, *args.results], root)
+    if args.keep:
+      keep_results(root, os.path.abspath(args.keep), args.preset, games, seeds)
+    text = report(args.preset, games, seeds, [root, *args.results, *([args.keep] if args.keep else [])], root)
   except (ReproduceError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -286,3 +286,13 @@ def test_reproduce_dopamine_dqn_smoke_end_to_end(tmp_path, run_env):
   assert (tmp_path / "reproduction.md").exists() and (tmp_path / "reproduction_Pong.png").exists()
   saved = json.loads((tmp_path / "reproduction.json").read_text())
   assert saved["games"][0]["ours"]["0"] and saved["games"][0]["not_compared_frames"]
+
+
+def test_keep_copies_finished_runs_result_files_and_reads_them_back(tmp_path):
+  root, keep = tmp_path / "root", tmp_path / "docs"
+  write_run(root, "Boxing", 0, [9.0])
+  os.makedirs(root / "Breakout" / "drq_eps" / "seed_0")  # Unfinished: not kept.
+  assert reproduce.keep_results(str(root), str(keep), "drq_eps", ["Boxing", "Breakout"], [0]) == [
+      os.path.join("Boxing", "drq_eps", "seed_0")]
+  assert sorted(os.listdir(keep / "Boxing" / "drq_eps" / "seed_0")) == ["eval.csv", "summary.json"]
+  assert reproduce.collect([str(tmp_path / "gone"), str(keep)], "drq_eps", ["Boxing"], [0]) == {"Boxing": {0: 9.0}}
