@@ -75,7 +75,7 @@ SCENARIOS = {
                       "network.activation": "crelu", "regularizer.kind": "l2", "regularizer.schedule": "incremental",
                       "reset.frames": (1_600,), "redo.period_frames": 1_200, "shrink_perturb.frames": (1_800,)},
     "schedules": {"learner.adaptive_replay_ratio.enabled": True, "regularizer.kind": "l2_init",
-                  "regularizer.schedule": "periodic", "expansion.enabled": True},
+                  "expansion.enabled": True},
 }
 
 
@@ -97,7 +97,8 @@ def _perturbed(value):
 def test_every_field_a_run_does_not_read_is_refused_and_every_field_is_read_somewhere(tmp_path):
   unread_by_scenario = {}
   scenarios = {**SCENARIOS, "reincarnated": {"reincarnate.path": str(tmp_path / "baseline"),
-                                             "reincarnate.load": "params+optimizer"}}
+                                             "reincarnate.load": "params+optimizer", "regularizer.kind": "l2",
+                                             "regularizer.schedule": "periodic"}}
   for name, overrides in scenarios.items():
     config = _smoke(**overrides)
     unread_by_scenario[name] = (config, unread_fields(config, tmp_path / name))

@@ -154,13 +154,13 @@ class AtariStepper:
       raise RuntimeError("recv() without send()")
     obs, reward, terminated, truncated, info = self.envs.recv()
     self._pending = False
-    # A game over on the episode cap's last step comes as truncated (not terminated), with info["terminated"]:
-    # it is a game over all the same, so no bootstrapping from it.
-    terminated = np.logical_or(terminated, np.asarray(info.get("terminated", terminated), bool))
     lives, env_id = info["lives"], np.asarray(info["env_id"])
     if env_id.shape != self._env_ids.shape:
       raise RuntimeError(f"envpool returned {env_id.shape[0]} of {self._env_ids.shape[0]} envs: make the pool "
                          "with batch_size == num_envs")
+    # A game over on the episode cap's last step comes as truncated (not terminated), with info["terminated"]:
+    # it is a game over all the same, so no bootstrapping from it.
+    terminated = np.logical_or(terminated, np.asarray(info.get("terminated", terminated), bool))
     if not np.array_equal(env_id, self._env_ids):  # Never seen with a synchronous pool; cheap to guard.
       order = np.argsort(env_id)
       obs, reward, terminated, truncated, lives = (x[order] for x in (obs, reward, terminated, truncated, lives))
