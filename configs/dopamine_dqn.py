@@ -48,23 +48,7 @@ def get_config(arg: str | None = None):
   c.network.shared_output_bias = False
   c.network.dueling = False
   if arg == "smoke":
-    c.game = "Pong"
-    c.total_frames = 4_000
-    c.env.num_envs = 4
-    c.env.max_episode_frames = c.eval.max_episode_frames = 400
-    c.eval.period_frames = 2_000
-    c.eval.num_episodes = 2
-    c.replay.capacity = 4_000
-    c.replay.learning_starts_frames = 1_000
-    c.learner.batch_size = 8
-    c.learner.target_update_period_updates = 20
-    c.exploration.decay_frames = 2_000
-    c.network.width = 0.25
-    c.network.hidden = 64
-    c.metrics.period_frames = 1_000
-    c.metrics.probe_size = 32
-    c.checkpoint.period_frames = 1_000
-    c.log.period_frames = 1_000
-  elif arg:
+    return config_lib.apply_scale(c, "smoke")  # Sizes shrunk; the learning rule and protocol as above.
+  if arg:
     raise ValueError(f"unknown argument {arg!r}; allowed: smoke")
   return c
