@@ -449,7 +449,16 @@ def check(runs: Sequence[Run], processes: Sequence[Process] = ()) -> dict[str, s
 
 
 def is_done(run: Run) -> bool:
-  return os.path.exists(os.path.join(run.workdir, "summary.json"))
+  """A readable summary.json: a damaged one (torn by a crash before it was written atomically) is not done, so
+  the run's process starts and main rewrites it from the final checkpoint."""
+  path = os.path.join(run.workdir, "summary.json")
+  if not os.path.exists(path):
+    return False
+  try:
+    workdir_lib.read_json(path)
+  except workdir_lib.WorkdirError:
+    return False
+  return True
 
 
 def disk_status(run: Run) -> str:

@@ -500,3 +500,16 @@ def test_submitit_local_executor_real_sweep_with_preemption(tmp_path):
   assert sum("pre-empted or timed out" in log for log in logs) == 1
   data = json.load(open(root / "sweep.json"))
   assert [r["status"] for r in data["runs"]] == ["done", "done"] and all(r["job_id"] for r in data["runs"])
+
+
+def test_a_run_with_a_damaged_summary_is_not_done(tmp_path):
+  run = sweep.expand(str(tmp_path), SMOKE, ["Pong"], {"baseline": {}}, [0])[0]
+  os.makedirs(run.workdir)
+  assert not sweep.is_done(run) and sweep.disk_status(run) == "pending"
+  summary = os.path.join(run.workdir, "summary.json")
+  with open(summary, "w") as f:
+    f.write('{"frames": 40')  # Torn by a crash: the run's own command rewrites it, so the sweep must start it.
+  assert not sweep.is_done(run)
+  with open(summary, "w") as f:
+    json.dump({"frames": 4000}, f)
+  assert sweep.is_done(run) and sweep.disk_status(run) == "done"
