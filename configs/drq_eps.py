@@ -4,7 +4,7 @@ work at high replay ratios (primacy bias, ReDo, SR-SPR, BBF).
 Source of every value: google/dopamine, dopamine/labs/atari_100k/configs/DrQ_eps.gin, with the classes it
 configures (labs/atari_100k/atari_100k_rainbow_agent.py, jax/agents/full_rainbow/full_rainbow_agent.py,
 jax/agents/dqn/dqn_agent.py, jax/networks.py FullRainbowNetwork). `REFERENCE` below lists them field by field
-and tests/test_presets.py checks the config against it.
+and tests/test_presets.py checks the config against the gin file's own lines.
 
   --config=configs/drq_eps.py          the preset: 100k agent steps (400k frames), one env, 100 final episodes.
   --config=configs/drq_eps.py:smoke    seconds, for tests (same structure, tiny budget).
@@ -56,8 +56,7 @@ REFERENCE = {
     "network.hidden": (512, "jax/networks.py FullRainbowNetwork: 'Single hidden layer of size 512'"),
     "network.width": (1.0, "jax/networks.py FullRainbowNetwork: 32/64/64 conv features"),
 }
-# The Adam ε of create_optimizer.eps = 0.00015 is the adam_dopamine preset's (agents/dqn.make_optimizer).
-ADAM_EPS = (1.5e-4, f"{GIN}: create_optimizer.eps = 0.00015")
+# create_optimizer.eps = 0.00015 is the adam_dopamine optimizer's own ε (agents/dqn.make_optimizer).
 
 
 def get_config(arg: str | None = None):
