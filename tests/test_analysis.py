@@ -176,9 +176,11 @@ def test_missing_game_and_empty_runs_are_gaps_and_rest_aggregates(tmp_path):
   _write_workdir(empty, df.iloc[:0])
   (empty / "config.json").write_text('{"variant": "inject", "game": "Seaquest", "seed": 0}')
   _write_workdir(tmp_path / "sweep" / "crashed", None)
+  (tmp_path / "sweep" / "crashed" / "config.json").write_text("{}")  # main.py writes it before training.
+  (tmp_path / "sweep" / "not_a_run").mkdir()  # No config.json, no eval.csv: skipped, not a gap.
   results = load.load_results(runs=[str(tmp_path / "sweep" / "*")])
   assert len(results.episodes) == len(df)
-  assert len(results.empty_runs) == 2
+  assert len(results.empty_runs) == 2 and results.skipped == (str(tmp_path / "sweep" / "not_a_run"),)
   analysis = aggregate.analyze(results, **SMALL)
   gaps = "\n".join(analysis.gaps)
   assert "variant=inject game=Seaquest seed=0" in gaps and "crashed: no eval.csv" in gaps
@@ -211,6 +213,62 @@ def test_sweep_root_lists_its_runs_and_unstarted_ones_are_gaps(tmp_path):
   (root / "sweep.json").write_text("{")
   with pytest.raises(AnalysisError, match="sweep.json: not a readable sweep manifest"):
     load.load_results(runs=[str(root)])
+
+
+def _run_layout(root) -> pd.DataFrame:
+  """A sweep root (sweep.json, logs/, runs with tb/ event files and checkpoints/) beside a single run, as
+  main.py and the launcher write them under runs/."""
+  import json  # pylint: disable=g-import-not-at-top
+  df = _tidy(variants=("baseline",), games=("Pong", "Breakout"), seeds=range(2))
+  sweep_root = root / "example"
+  names = []
+  for (variant, game, seed), rows in df.groupby(["variant", "game", "seed"]):
+    names.append(f"{game}/{variant}/seed_{seed}")
+    run = sweep_root / names[-1]
+    _write_workdir(run, rows)
+    (run / "config.json").write_text("{}")
+    (run / "tb").mkdir()
+    (run / "tb" / "events.out.tfevents.1.host").write_bytes(b"\x00\x01not a csv")
+    (run / "checkpoints" / "1000").mkdir(parents=True)
+    (run / "checkpoints" / "1000" / "_CHECKPOINT_METADATA").write_text("{}")
+  (sweep_root / "logs" / "Pong" / "baseline").mkdir(parents=True)
+  (sweep_root / "logs" / "Pong" / "baseline" / "seed_0.log").write_text("log\n")
+  (sweep_root / "sweep.json").write_text(json.dumps({"runs": [{"name": n} for n in names]}))
+  single = _tidy(variants=("inject",), games=("Pong",), seeds=(0,))
+  _write_workdir(root / "pong", single)
+  (root / "pong" / "config.json").write_text("{}")
+  (root / "pong" / "tb").mkdir()
+  (root / "pong" / "tb" / "events.out.tfevents.2.host").write_bytes(b"\x00")
+  return pd.concat([df, single])
+
+
+def test_runs_accepts_a_root_run_dirs_or_globs_and_skips_what_is_no_run(tmp_path):
+  """The README's `--runs 'runs/*/*/*'` matches tfevents files, checkpoints/ and logs/: skipped, and counted."""
+  df = _run_layout(tmp_path / "runs")
+  for patterns in ([str(tmp_path / "runs")], [str(tmp_path / "runs" / "*")],
+                   [str(tmp_path / "runs" / "example"), str(tmp_path / "runs" / "pong")]):
+    results = load.load_results(runs=patterns)
+    assert len(results.episodes) == len(df) and results.empty_runs == [] and not results.skipped, patterns
+  glob_results = load.load_results(runs=[str(tmp_path / "runs" / "*" / "*" / "*")])
+  # runs/*/*/*: example/<game>/baseline (the runs under them), example/logs/Pong (skipped), pong/tb/<file> (skipped).
+  assert len(glob_results.episodes) == len(df[df.variant == "baseline"])
+  assert sorted(glob_results.skipped) == [str(tmp_path / "runs" / "example" / "logs" / "Pong"),
+                                          str(tmp_path / "runs" / "pong" / "tb" / "events.out.tfevents.2.host")]
+  root_results = load.load_results(runs=[str(tmp_path / "runs" / "example" / "*")])
+  assert sorted(root_results.skipped) == [str(tmp_path / "runs" / "example" / n) for n in ("logs", "sweep.json")]
+  with pytest.raises(AnalysisError, match="no evaluation rows in any input; skipped 1 --runs path"):
+    load.load_results(runs=[str(tmp_path / "runs" / "example" / "logs")])
+
+
+def test_cli_runs_glob_says_how_many_it_skipped(tmp_path):
+  _run_layout(tmp_path / "runs")
+  out = tmp_path / "results"
+  proc = _cli(f"--runs={tmp_path / 'runs' / '*' / '*' / '*'}", f"--out={out}", "--reps=100", "--poi_reps=20",
+              "--curve_reps=20", "--profile_reps=20")
+  assert proc.returncode == 0, proc.stderr
+  lines = [line for line in proc.stderr.splitlines() if line.startswith("skipped")]
+  assert len(lines) == 1 and lines[0].startswith("skipped 2 --runs path(s) that are no run directory"), proc.stderr
+  assert "| baseline |" in proc.stdout
 
 
 def test_runs_ending_early_are_reported():

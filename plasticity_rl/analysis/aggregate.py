@@ -258,6 +258,8 @@ def main(argv: Sequence[str]) -> None:
       raise AnalysisError("--out is required")
     games = scores_lib.expected_games(FLAGS.games)
     results = load.load_results(runs, FLAGS.csv)
+    if results.skipped:
+      print(load.skipped_line(results.skipped), file=sys.stderr)
     analysis = analyze(results, games, FLAGS.last_evals, FLAGS.reps, FLAGS.seed, FLAGS.compare,
                        FLAGS.common_games, FLAGS.poi_reps, FLAGS.curve_reps, FLAGS.profile_reps)
     paths = write_outputs(analysis, FLAGS.out)

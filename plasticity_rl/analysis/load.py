@@ -13,12 +13,18 @@ AnalysisWarning; in any other CSV, an evaluation whose rows are not together
 rows alone are not: equal episodes are common). Negative frames are an error.
 A workdir whose `eval.csv` is missing or has no rows yet is an *empty run*:
 returned for the gaps report, never dropped silently.
+
+`--runs` inputs (`load_results`'s `runs`) are paths or globs of: run directories (a directory with a
+`config.json` or an `eval.csv`: `is_run_dir`), sweep roots (a `sweep.json` lists their runs, started or not),
+any directory above them (the run directories and sweep roots under it), and `.csv` files. Anything else a
+glob matches — a sweep's `logs/`, a run's `tb/` event files or `checkpoints/` — is skipped and counted in
+`Results.skipped`.
 """
 
 import glob
 import json
 import os
-from typing import Iterable, NamedTuple
+from typing import Iterable, NamedTuple, Sequence
 import warnings
 
 import numpy as np
@@ -42,6 +48,7 @@ class AnalysisWarning(UserWarning):
 class Results(NamedTuple):
   episodes: pd.DataFrame  # COLUMNS + source: one row per evaluation episode.
   empty_runs: list[str]  # Workdirs with no evaluation rows (a description each).
+  skipped: tuple[str, ...] = ()  # --runs matches that are no run, sweep root or CSV (logs/, tb/ files, …).
 
 
 def expand(patterns: Iterable[str], what: str) -> list[str]:
@@ -182,17 +189,73 @@ def sweep_workdirs(path: str) -> list[str]:
   return [os.path.join(path, name) for name in names]  # Relative to the root: a moved sweep still reads.
 
 
+RUN_FILES = ("config.json", "eval.csv")  # A directory with one of them is a run's workdir.
+_NOT_RUNS = ("checkpoints", "tb", "logs")  # Directories of a run or a sweep never searched for runs.
+
+
+def is_run_dir(path: str) -> bool:
+  return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, name)) for name in RUN_FILES)
+
+
+def _is_sweep_root(path: str) -> bool:
+  return os.path.isdir(path) and os.path.isfile(os.path.join(path, "sweep.json"))
+
+
+def find_runs(path: str) -> list[str]:
+  """A run directory or sweep root -> [path]; another directory -> the run directories and sweep roots
+  under it (sorted; not searched below them, nor in checkpoints/, tb/ or logs/); anything else -> []."""
+  if is_run_dir(path) or _is_sweep_root(path):
+    return [path]
+  if not os.path.isdir(path):
+    return []
+  found = []
+  for directory, subdirs, _ in os.walk(path):
+    subdirs.sort()
+    keep = []
+    for name in subdirs:
+      sub = os.path.join(directory, name)
+      if is_run_dir(sub) or _is_sweep_root(sub):
+        found.append(sub)
+      elif name not in _NOT_RUNS and not os.path.isfile(os.path.join(sub, "_CHECKPOINT_METADATA")):
+        keep.append(name)
+    subdirs[:] = keep
+  return sorted(found)
+
+
+def resolve_runs(patterns: Iterable[str]) -> tuple[list[str], list[str]]:
+  """--runs paths or globs -> (run workdirs, sweep roots' runs and .csv files, in order; the matches skipped).
+
+  A pattern that matches nothing is an error (a typo); a match that is not a run is skipped (see the
+  module docstring)."""
+  paths, skipped = [], []
+  for match in expand(patterns, "--runs"):
+    if os.path.isfile(match):
+      found = [match] if match.endswith(".csv") else []
+    else:
+      found = [p for root in find_runs(match) for p in sweep_workdirs(root)]
+    if not found:
+      skipped.append(match)
+    paths.extend(os.path.normpath(p) for p in found if os.path.normpath(p) not in paths)
+  return paths, skipped
+
+
+def skipped_line(skipped: Sequence[str], shown: int = 3) -> str:
+  """One line: how many --runs matches were skipped, and the first few."""
+  more = f", … ({len(skipped) - shown} more)" if len(skipped) > shown else ""
+  return (f"skipped {len(skipped)} --runs path(s) that are no run directory (config.json / eval.csv), sweep "
+          f"root (sweep.json) or .csv file: {', '.join(skipped[:shown])}{more}")
+
+
 def load_results(runs: Iterable[str] = (), csvs: Iterable[str] = ()) -> Results:
   """Reads run workdirs (or their eval.csv files) and tidy CSVs; globs allowed.
 
-  A `runs` match that is a directory is a workdir (its eval.csv), or a sweep
-  root (its sweep.json lists the workdirs: runs not started yet are reported as
-  gaps); a file is read as a tidy CSV, so shell-expanded paths work too.
+  A `runs` match is a workdir (its eval.csv), a sweep root (its sweep.json lists
+  the workdirs: runs not started yet are reported as gaps), a directory above
+  them, or a .csv file read as a tidy CSV, so shell-expanded paths work too;
+  other matches are skipped (Results.skipped).
   """
   frames, empty_runs = [], []
-  paths = []
-  for path in expand(runs, "--runs"):
-    paths.extend(p for p in sweep_workdirs(path) if p not in paths)
+  paths, skipped = resolve_runs(runs)
   for path in paths:
     if not os.path.exists(path):  # Only a sweep manifest names paths that may not exist.
       empty_runs.append(f"{path}: not started (no workdir)")
@@ -221,7 +284,8 @@ def load_results(runs: Iterable[str] = (), csvs: Iterable[str] = ()) -> Results:
     frames.append(df)
   if not frames:
     raise AnalysisError("no evaluation rows in any input" +
-                        (f"; empty runs: {empty_runs}" if empty_runs else ""))
+                        (f"; empty runs: {empty_runs}" if empty_runs else "") +
+                        (f"; {skipped_line(skipped)}" if skipped else ""))
   episodes = pd.concat(frames, ignore_index=True)
   sources = episodes.groupby(RUN_KEY)["source"].unique()
   twice = sources[sources.map(len) > 1]
@@ -229,4 +293,4 @@ def load_results(runs: Iterable[str] = (), csvs: Iterable[str] = ()) -> Results:
     (variant, game, seed), paths = next(iter(twice.items()))
     raise AnalysisError(f"run variant={variant} game={game} seed={seed} appears in more than one "
                         f"input: {list(paths)} ({len(twice)} such run(s)); pass each run once")
-  return Results(episodes, empty_runs)
+  return Results(episodes, empty_runs, tuple(skipped))
