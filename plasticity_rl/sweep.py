@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterable, Sequence, TextIO
 import submitit
 
 from plasticity_rl import atari_games
+from plasticity_rl import cli
 from plasticity_rl import workdir as workdir_lib
 
 MANIFEST = "sweep.json"
@@ -263,9 +264,10 @@ class Process:
 
 
 def config_spec(config: str) -> str:
-  """'configs/dqn.py:smoke' -> '/abs/configs/dqn.py:smoke'; SweepError when the file is missing."""
+  """'configs/dqn.py:smoke' -> '/abs/configs/dqn.py:smoke' (cli.config_path: from any directory); SweepError
+  when the file is missing."""
   path, sep, arg = config.partition(":")
-  path = os.path.abspath(os.path.expanduser(path))
+  path = os.path.abspath(cli.config_path(path))
   if not os.path.isfile(path):
     raise SweepError(f"--config: {path} does not exist")
   return path + sep + arg

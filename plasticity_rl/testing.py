@@ -23,8 +23,8 @@ def random_batch(seed: int, size: int, obs_shape: tuple[int, ...], num_actions: 
 
 
 def configs_module(name: str):
-  """The module configs/<name>.py of this checkout (configs/ is not a package)."""
-  path = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"
+  """The module plasticity_rl/configs/<name>.py, loaded by path as config_flags loads it."""
+  path = pathlib.Path(__file__).resolve().parent / "configs" / f"{name}.py"
   spec = importlib.util.spec_from_file_location(f"plasticity_rl_configs_{name}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

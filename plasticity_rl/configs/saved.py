@@ -5,7 +5,7 @@
 
 Starts from `config.base_config()` (the schema, so every field keeps its type:
 tuples stay tuples, placeholders stay typed) and sets every saved value. A saved
-field the schema lacks is an error naming it. scripts/diagnose_plasticity.py uses
+field the schema lacks is an error naming it. plasticity_rl/diagnose.py uses
 this to branch a saved agent with the config that trained it.
 """
 

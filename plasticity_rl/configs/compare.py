@@ -15,7 +15,7 @@ one-off interventions move to a quarter of the shorter run, ReDo's period stays
 1,000 updates (at most a quarter of the run), and L2 schedules shrink in proportion.
 To run them all side by side through the launcher:
 
-  python scripts/launch_sweep.py --config=configs/dqn.py --games=atari5 --seeds=0,1,2 \
+  plasticity-rl-sweep --config=configs/dqn.py --games=atari5 --seeds=0,1,2 \
       --variants=baseline,inject@50M,reset@50M,shrink_perturb@50M,redo,l2,l2_init,layer_norm,crelu,drq,adaptive_rr
 """
 
