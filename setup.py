@@ -28,9 +28,13 @@ setuptools.setup(
         "rliable>=1.2,<1.3",
         "pandas>=2.1,<3",
         "submitit>=1.5,<2",
+        # Evaluation videos (eval.record_video): MP4 through imageio's ffmpeg plugin and its bundled ffmpeg.
+        "imageio>=2.30,<3",
+        "imageio-ffmpeg>=0.5,<1",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100", "tensorboard>=2.16"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "tensorboard>=2.16", "wandb>=0.19.10,<1"],
+        "wandb": ["wandb>=0.19.10,<1"],  # log.wandb
         "cuda": ["jax[cuda12]>=0.7,<0.11"],
     },
     entry_points={

@@ -18,6 +18,7 @@ from plasticity_rl import checkpoint
 from plasticity_rl import expansion
 from plasticity_rl import metrics
 from plasticity_rl import networks
+from plasticity_rl import recorder
 from plasticity_rl import regularizers
 from plasticity_rl import remedies
 from plasticity_rl import surgery
@@ -53,6 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.final_num_episodes = 0  # Episodes of the evaluation at total_frames (0: num_episodes), e.g. Atari 100k's 100.
   c.eval.epsilon = 0.01
   c.eval.max_episode_frames = 108_000
+  c.eval.record_video = False  # MP4s of evaluation episodes in WORKDIR/videos/<frames>_ep<k>.mp4 (video.py).
+  c.eval.video_frames = ()  # Record the first evaluation at or after each of these frame counts; (): the final one.
+  c.eval.video_episodes = 1  # Episodes recorded per recorded evaluation (those of eval envs 0 … k − 1).
 
   c.replay = ml_collections.ConfigDict()
   c.replay.capacity = 1_000_000  # Transitions, over all envs; each 84×84 frame is stored once.
@@ -126,6 +130,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.log = ml_collections.ConfigDict()
   c.log.period_frames = 100_000  # Training scalars and the progress line.
   c.log.tensorboard = True
+  c.log.wandb = False  # Also log every scalar to Weights & Biases, a run in WORKDIR/wandb/ (pip install wandb).
+  c.log.wandb_project = "plasticity_rl"  # The W&B project.
+  c.log.wandb_mode = "offline"  # "offline" (sync later with `wandb sync WORKDIR/wandb/offline-run-*`), "online".
   c.log.learning_curve = True  # learning_curve.png in the workdir at the end.
   return c
 
@@ -280,6 +287,8 @@ def _inactive(c: ml_collections.ConfigDict) -> list[tuple[tuple[str, ...], str]]
        "regularizer.schedule is not 'periodic'"),
       (not c.expansion.enabled, ("expansion",), "expansion.enabled is False"),
       (not c.reincarnate.path, ("reincarnate.load",), "reincarnate.path is empty"),
+      (not c.eval.record_video, ("eval.video_frames", "eval.video_episodes"), "eval.record_video is False"),
+      (not c.log.wandb, ("log.wandb_project", "log.wandb_mode"), "log.wandb is False"),
   ]
   for name in ("reset", "redo", "shrink_perturb"):
     section = c[name]
@@ -432,12 +441,37 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("checkpoint.max_to_keep", f"must be ≥ 1, got {c.checkpoint.max_to_keep!r}")
   if c.reincarnate.load not in checkpoint.LOADS:
     _fail("reincarnate.load", f"unknown {c.reincarnate.load!r}; allowed: {list(checkpoint.LOADS)}")
+  validate_outputs(c)
   check_variant_label(c)
   refuse_inactive(c)
   if c.reincarnate.path and not os.path.isdir(c.reincarnate.path):
     _fail("reincarnate.path", f"no such directory {c.reincarnate.path!r} (a workdir or a checkpoints/<frames> dir)")
   if c.reincarnate.path:
     check_reincarnated_network(c)
+
+
+WANDB_MODES = ("offline", "online")
+
+
+def validate_outputs(c: ml_collections.ConfigDict) -> None:
+  """eval's video fields and log's W&B fields (switched off: refuse_inactive)."""
+  if c.eval.record_video:
+    final = c.eval.final_num_episodes or c.eval.num_episodes
+    if not 1 <= c.eval.video_episodes <= min(c.eval.num_episodes, final):
+      _fail("eval.video_episodes", f"must be in [1, {min(c.eval.num_episodes, final)}] (the episodes of an "
+            f"evaluation), got {c.eval.video_episodes!r}")
+    for frames in c.eval.video_frames:
+      if not 0 < frames <= c.total_frames:
+        _fail("eval.video_frames", f"{frames!r} is not in (0, total_frames = {c.total_frames}]")
+  if c.log.wandb:
+    if c.log.wandb_mode not in WANDB_MODES:
+      _fail("log.wandb_mode", f"unknown {c.log.wandb_mode!r}; allowed: {list(WANDB_MODES)}")
+    if not c.log.wandb_project:
+      _fail("log.wandb_project", "must name a W&B project, got ''")
+    try:
+      recorder.import_wandb()
+    except ImportError as e:
+      raise ConfigError(str(e)) from None
 
 
 def _source_config(path: str) -> dict | None:

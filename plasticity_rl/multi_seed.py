@@ -44,10 +44,12 @@ from plasticity_rl import checkpoint as checkpoint_lib
 from plasticity_rl import interventions
 from plasticity_rl import metrics as metrics_lib
 from plasticity_rl import networks
+from plasticity_rl import provenance as provenance_lib
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import replay as replay_lib
 from plasticity_rl import train
 from plasticity_rl import triggers
+from plasticity_rl import video as video_lib
 from plasticity_rl import workdir as workdir_lib
 from plasticity_rl.agents import dqn
 from plasticity_rl.analysis import learning_curve
@@ -274,9 +276,10 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
   learning_starts = config.replay.learning_starts_frames + (frames if len(seeds[0].replay) == 0 else 0)
   next_save = train.next_multiple(frames, config.checkpoint.period_frames) if config.checkpoint.period_frames else None
 
+  provenance = provenance_lib.start([s.workdir for s in seeds], resumed=resumed is not None)
   for s, state in zip(seeds, states):
-    s.recorder = recorder_lib.Recorder(s.workdir, tensorboard=config.log.tensorboard,
-                                       truncate_after_frames=frames if resumed is not None else -1)
+    s.recorder = recorder_lib.Recorder.for_run(s.workdir, s.config, frames, resumed=resumed is not None,
+                                               provenance=provenance)
     if resumed is not None:
       s.recorder.write(frames, "resume", {"checkpoint": s.checkpointer.step_path(frames), "updates": num_updates})
     else:
@@ -321,7 +324,9 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
       next_eval_rng, rng = jax.random.split(s.eval_rng)
       final = frames >= config.total_frames and config.eval.final_num_episodes
       envs = train.evaluation_envs(config, s.seed, final=True) if final else s.eval_envs
-      results = train.evaluate(agent, state.params, envs, config.eval.protocol, config.eval.epsilon, rng, stop)
+      video = video_lib.due(config, s.workdir, frames, s.eval_means[-1][0] if s.eval_means else 0)
+      results = train.evaluate(agent, state.params, envs, config.eval.protocol, config.eval.epsilon, rng, stop,
+                               video)
       if results is None:
         return False
       s.eval_rng = next_eval_rng
@@ -435,7 +440,7 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
     summary = {"game": game, "variant": config.variant, "seed": s.seed, "frames": frames, "updates": num_updates,
                "episodes": s.num_episodes, "final_eval_return": s.eval_means[-1][1],
                "best_eval_return": max(m for _, m in s.eval_means), "eval": s.eval_means, "wall_seconds": wall,
-               "num_seeds": n, **train.param_counts(state)}
+               "num_seeds": n, **train.param_counts(state), "provenance": provenance}
     workdir_lib.write_json(os.path.join(s.workdir, "summary.json"), summary)
     if config.log.learning_curve:
       summary["learning_curve"] = learning_curve.plot_learning_curve(

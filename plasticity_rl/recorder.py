@@ -1,11 +1,14 @@
-"""What a run writes: metrics.jsonl, eval.csv (tidy) and TensorBoard events.
+"""What a run writes: metrics.jsonl, eval.csv (tidy), and its scalars to TensorBoard and Weights & Biases.
 
 - `metrics.jsonl`: one JSON object per line, {"frames": F, "kind": K, ...}; kind
   "train" (scalars), "episode" (a finished training episode), "event" (an
-  intervention such as an injection), "eval" (the mean of one evaluation).
+  intervention such as an injection), "eval" (the mean of one evaluation),
+  "provenance" (what each process ran on: provenance.py; nested values).
 - `eval.csv`: one row per evaluation episode with the columns of EVAL_COLUMNS —
   the one results format that analysis reads.
-- `tb/`: the same scalars for TensorBoard, tagged "<kind>/<name>".
+- Writers (`Writer`): every row's numbers, tagged "<kind>/<name>", at its frame:
+  `tb/` for TensorBoard (`log.tensorboard`), an offline or online W&B run under
+  `wandb/` (`log.wandb`).
 Files are appended and flushed at every write, so a crash loses nothing written.
 On resume from a checkpoint at frame F, `truncate_after_frames=F` first drops
 the rows past F (and a last line cut by a kill), so the files match the
@@ -20,7 +23,8 @@ import csv
 import json
 import math
 import os
-from typing import Any, Mapping
+import secrets
+from typing import Any, Mapping, Protocol, Sequence
 
 from plasticity_rl.workdir import WorkdirError
 
@@ -96,10 +100,92 @@ def truncate(workdir: str, frames: int) -> None:
   _keep_rows(os.path.join(workdir, "eval.csv"), frames, _eval_frames, header=True)
 
 
-class Recorder:
-  """Appends rows to the workdir's result files."""
+class Writer(Protocol):
+  """Where a Recorder sends each row's numbers, besides metrics.jsonl."""
 
-  def __init__(self, workdir: str, tensorboard: bool = True, truncate_after_frames: int | None = None):
+  def scalars(self, frames: int, values: Mapping[str, float]) -> None:
+    """values: {"<kind>/<name>": number} of one row, at `frames`."""
+
+  def flush(self) -> None:
+    ...
+
+  def close(self) -> None:
+    ...
+
+
+class TensorBoardWriter:
+  """tensorboardX events in `logdir`; `purge_step`: events at or past it (a resumed run's dropped rows) are hidden."""
+
+  def __init__(self, logdir: str, purge_step: int | None = None):
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+    self._tb = tensorboardX.SummaryWriter(logdir, purge_step=purge_step)
+
+  def scalars(self, frames: int, values: Mapping[str, float]) -> None:
+    for tag, value in values.items():
+      self._tb.add_scalar(tag, value, global_step=frames)
+
+  def flush(self) -> None:
+    self._tb.flush()
+
+  def close(self) -> None:
+    self._tb.close()
+
+
+def import_wandb():
+  """The wandb module; ImportError with one line naming config.log.wandb if it is not installed."""
+  try:
+    import wandb  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ImportError("config.log.wandb: True needs the wandb package: pip install 'plasticity_rl[wandb]' "
+                      "(or pip install wandb)") from None
+  return wandb
+
+
+class WandbWriter:
+  """One W&B run per workdir, in WORKDIR/wandb/; its x axis is the logged "frames".
+
+  The run's id is kept in WORKDIR/wandb/run_id, so a resumed run (`resume`) continues the same W&B run; rows
+  past the checkpoint that a resume drops from metrics.jsonl stay in W&B (it cannot delete), and are logged again.
+  """
+
+  def __init__(self, workdir: str, project: str, mode: str, name: str, group: str, config: Mapping[str, Any],
+               resume: bool):
+    wandb = import_wandb()
+    directory = os.path.join(workdir, "wandb")
+    os.makedirs(directory, exist_ok=True)
+    id_path = os.path.join(directory, "run_id")
+    run_id = open(id_path).read().strip() if resume and os.path.exists(id_path) else None
+    if not run_id:
+      run_id = secrets.token_hex(6)
+      with open(id_path, "w") as f:
+        f.write(run_id + "\n")
+    self._run = wandb.init(project=project, mode=mode, dir=workdir, id=run_id, resume="allow", name=name,
+                           group=group, config=dict(config), reinit="create_new",
+                           settings=wandb.Settings(silent=True, console="off", disable_git=True, save_code=False,
+                                                   x_disable_stats=True))
+    self._run.define_metric("frames")
+    self._run.define_metric("*", step_metric="frames")
+
+  def scalars(self, frames: int, values: Mapping[str, float]) -> None:
+    self._run.log({**values, "frames": frames})
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    self._run.finish()
+
+
+def _numbers(kind: str, row: Mapping[str, Any]) -> dict[str, float]:
+  return {f"{kind}/{name}": value for name, value in row.items()
+          if name not in ("frames", "kind") and isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+class Recorder:
+  """Appends rows to the workdir's result files, and sends their numbers to the writers."""
+
+  def __init__(self, workdir: str, tensorboard: bool = True, truncate_after_frames: int | None = None,
+               writers: Sequence[Writer] = ()):
     self.workdir = workdir
     if truncate_after_frames is not None:
       truncate(workdir, truncate_after_frames)
@@ -111,21 +197,35 @@ class Recorder:
     if new:
       self._eval.writeheader()
       self._eval_file.flush()
-    self._tb = None
+    self._writers = list(writers)
     if tensorboard:
-      import tensorboardX  # pylint: disable=g-import-not-at-top
       purge = None if truncate_after_frames is None else truncate_after_frames + 1
-      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"), purge_step=purge)
+      self._writers.insert(0, TensorBoardWriter(os.path.join(workdir, "tb"), purge_step=purge))
+
+  @classmethod
+  def for_run(cls, workdir: str, config, frames: int, resumed: bool, provenance: Mapping[str, Any]) -> "Recorder":
+    """A training run's Recorder: the writers config.log turns on; rows past `frames` dropped on a resume (all
+    of them on a fresh start), then the process's provenance row at `frames`."""
+    writers = []
+    if config.log.wandb:
+      name = f"{config.game}/{config.variant}"
+      writers.append(WandbWriter(workdir, config.log.wandb_project, config.log.wandb_mode,
+                                 name=f"{name}/seed_{config.seed}", group=name, resume=resumed,
+                                 config={**json.loads(config.to_json_best_effort()), "provenance": provenance}))
+    recorder = cls(workdir, tensorboard=config.log.tensorboard, truncate_after_frames=frames if resumed else -1,
+                   writers=writers)
+    recorder.write(frames, "provenance", provenance)
+    return recorder
 
   def write(self, frames: int, kind: str, values: Mapping[str, Any]) -> None:
     row = {"frames": int(frames), "kind": kind, **{k: _plain(v) for k, v in values.items()}}
     with _naming(self._metrics.name):
       self._metrics.write(json.dumps(row) + "\n")
       self._metrics.flush()
-    if self._tb is not None:
-      for name, value in row.items():
-        if name not in ("frames", "kind") and isinstance(value, (int, float)) and not isinstance(value, bool):
-          self._tb.add_scalar(f"{kind}/{name}", value, global_step=int(frames))
+    numbers = _numbers(kind, row)
+    if numbers:
+      for writer in self._writers:
+        writer.scalars(int(frames), numbers)
 
   def write_eval(self, rows: list[Mapping[str, Any]]) -> None:
     with _naming(self._eval_file.name):
@@ -134,14 +234,14 @@ class Recorder:
       self._eval_file.flush()
 
   def flush(self) -> None:
-    if self._tb is not None:
-      self._tb.flush()
+    for writer in self._writers:
+      writer.flush()
 
   def close(self) -> None:
     self._metrics.close()
     self._eval_file.close()
-    if self._tb is not None:
-      self._tb.close()
+    for writer in self._writers:
+      writer.close()
 
 
 class _naming:  # pylint: disable=invalid-name

@@ -38,11 +38,13 @@ from plasticity_rl import expansion
 from plasticity_rl import interventions
 from plasticity_rl import metrics as metrics_lib
 from plasticity_rl import networks
+from plasticity_rl import provenance as provenance_lib
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import replay as replay_lib
 from plasticity_rl import remedies  # noqa: F401  (registers reset, redo, shrink_perturb)
 from plasticity_rl import surgery
 from plasticity_rl import triggers
+from plasticity_rl import video as video_lib
 from plasticity_rl import workdir as workdir_lib
 from plasticity_rl.agents import dqn
 from plasticity_rl.analysis import learning_curve
@@ -71,13 +73,15 @@ class Episodes:
 
 
 def evaluate(agent: dqn.DQNAgent, params, envs, protocol: str, epsilon: float, rng,
-             should_stop=lambda: False) -> list[tuple[float, int]] | None:
+             should_stop=lambda: False, video: video_lib.EpisodeVideos | None = None) -> list[tuple[float, int]] | None:
   """One full episode on each eval env (ε-greedy, raw scores); returns (return, frames) each.
 
-  None if `should_stop()` turned True before every episode ended.
+  None if `should_stop()` turned True before every episode ended. `video`: records the first envs' episodes.
   """
   stepper = atari.AtariStepper(envs, protocol)
   step = stepper.reset()
+  if video is not None:
+    video.add(envs, step)
   n = step.frame.shape[0]
   stacker = atari.FrameStacker(n)
   episodes = Episodes.zeros(n)
@@ -88,6 +92,8 @@ def evaluate(agent: dqn.DQNAgent, params, envs, protocol: str, epsilon: float, r
     obs = stacker.push(step.frame, step.first)
     actions, rng = agent.act(params, obs, rng, epsilon)
     step = stepper.step(np.asarray(actions))
+    if video is not None:
+      video.add(envs, step)
     episodes.track(step)
     for i in np.flatnonzero(step.last):
       if results[i] is None:
@@ -187,9 +193,11 @@ def evaluation_envs(config, seed: int, final: bool = False):
   (`final`), `eval.final_num_episodes` when set (a pool of its own, with its own env seed)."""
   if final and config.eval.final_num_episodes:
     return atari.make_envs(config.game, config.eval.protocol, config.eval.final_num_episodes,
-                           env_seed(seed, config.total_frames, evaluation=True), config.eval.max_episode_frames)
+                           env_seed(seed, config.total_frames, evaluation=True), config.eval.max_episode_frames,
+                           render=config.eval.record_video)
   return atari.make_envs(config.game, config.eval.protocol, config.eval.num_episodes,
-                         env_seed(seed, evaluation=True), config.eval.max_episode_frames)
+                         env_seed(seed, evaluation=True), config.eval.max_episode_frames,
+                         render=config.eval.record_video)
 
 
 def next_multiple(frames: int, period: int) -> int:
@@ -300,8 +308,8 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
   learning_starts = config.replay.learning_starts_frames + (frames if len(replay) == 0 else 0)
   next_save = next_multiple(frames, config.checkpoint.period_frames) if config.checkpoint.period_frames else None
 
-  recorder = recorder_lib.Recorder(workdir, tensorboard=config.log.tensorboard,
-                                   truncate_after_frames=frames if resumed is not None else -1)
+  provenance = provenance_lib.start([workdir], resumed=resumed is not None)
+  recorder = recorder_lib.Recorder.for_run(workdir, config, frames, resumed=resumed is not None, provenance=provenance)
   if resumed is not None:
     logging.info("resuming from %s at %s frames, %s updates", resumed.path, f"{frames:,}", f"{num_updates:,}")
     recorder.write(frames, "resume", {"checkpoint": resumed.path, "updates": num_updates})
@@ -341,7 +349,8 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
     next_eval_rng, rng = jax.random.split(eval_rng)
     final = frames >= config.total_frames and config.eval.final_num_episodes
     envs = evaluation_envs(config, config.seed, final=True) if final else eval_envs
-    results = evaluate(agent, state.params, envs, config.eval.protocol, config.eval.epsilon, rng, stop)
+    video = video_lib.due(config, workdir, frames, eval_means[-1][0] if eval_means else 0)
+    results = evaluate(agent, state.params, envs, config.eval.protocol, config.eval.epsilon, rng, stop, video)
     if results is None:  # Stopped: the evaluation stays due, and runs first on resume.
       return False
     eval_rng = next_eval_rng
@@ -472,7 +481,8 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
   summary = {"game": game, "variant": config.variant, "seed": config.seed, "frames": frames,
              "updates": num_updates, "episodes": num_episodes, "final_eval_return": eval_means[-1][1],
              "best_eval_return": max(m for _, m in eval_means), "eval": eval_means,
-             "wall_seconds": wall_before + time.time() - throughput.start_time, **param_counts(state)}
+             "wall_seconds": wall_before + time.time() - throughput.start_time, **param_counts(state),
+             "provenance": provenance}
   workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
   if config.log.learning_curve:
     summary["learning_curve"] = learning_curve.plot_learning_curve(

@@ -80,8 +80,10 @@ def resolve_game(name: str) -> str:
       f"or another envpool Atari task ({', '.join(g for g in envpool_atari_games() if g not in atari_games.ATARI57)})")
 
 
-def make_envs(game: str, protocol: str, num_envs: int, seed: int, max_episode_frames: int = 108_000):
-  """A gymnasium-API envpool batch of `num_envs` envs under the named protocol."""
+def make_envs(game: str, protocol: str, num_envs: int, seed: int, max_episode_frames: int = 108_000,
+              render: bool = False):
+  """A gymnasium-API envpool batch of `num_envs` envs under the named protocol; `render`: `envs.render(env_ids)`
+  gives their RGB screens (the observations are the same either way)."""
   preset = PROTOCOLS[protocol]
   return envpool.make(
       f"{resolve_game(game)}-v5",
@@ -100,6 +102,7 @@ def make_envs(game: str, protocol: str, num_envs: int, seed: int, max_episode_fr
       use_fire_reset=False,  # envpool's default (True) presses FIRE at reset; neither protocol does.
       reward_clip=False,  # Raw scores; the loop clips for learning.
       max_episode_steps=max_episode_frames // FRAME_SKIP,
+      **({"render_mode": "rgb_array"} if render else {}),
   )
 
 
