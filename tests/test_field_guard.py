@@ -76,6 +76,7 @@ SCENARIOS = {
                       "reset.frames": (1_600,), "redo.period_frames": 1_200, "shrink_perturb.frames": (1_800,)},
     "schedules": {"learner.adaptive_replay_ratio.enabled": True, "regularizer.kind": "l2_init",
                   "expansion.enabled": True},
+    "outputs": {"eval.record_video": True, "log.wandb": True},  # W&B offline (WANDB_MODE below).
 }
 
 
@@ -94,7 +95,10 @@ def _perturbed(value):
 
 
 @pytest.mark.slow
-def test_every_field_a_run_does_not_read_is_refused_and_every_field_is_read_somewhere(tmp_path):
+def test_every_field_a_run_does_not_read_is_refused_and_every_field_is_read_somewhere(tmp_path, monkeypatch):
+  for name in ("DIR", "CONFIG_DIR", "CACHE_DIR", "DATA_DIR"):
+    monkeypatch.setenv(f"WANDB_{name}", str(tmp_path / f"wandb_{name.lower()}"))
+  monkeypatch.setenv("WANDB_MODE", "offline")
   unread_by_scenario = {}
   scenarios = {**SCENARIOS, "reincarnated": {"reincarnate.path": str(tmp_path / "baseline"),
                                              "reincarnate.load": "params+optimizer", "regularizer.kind": "l2",
