@@ -39,9 +39,13 @@ setuptools.setup(
     },
     entry_points={
         "console_scripts": [
-            "plasticity-rl=plasticity_rl.main:run",
+            "plasticity-rl=plasticity_rl.cli:run_main",
             "plasticity-rl-aggregate=plasticity_rl.analysis.aggregate:run",
             "plasticity-rl-reproduce=plasticity_rl.reproduce:run",
+            "plasticity-rl-sweep=plasticity_rl.launch_sweep:run",
+            "plasticity-rl-diagnose=plasticity_rl.diagnose:run",
+            "plasticity-rl-checkpoints=plasticity_rl.list_checkpoints:run",
+            "plasticity-rl-plot=plasticity_rl.plot_metrics:run",
         ],
     },
 )

@@ -3,7 +3,7 @@ r"""Reproduction: run a preset on games × seeds and compare the scores with the
   plasticity-rl-reproduce --preset=drq_eps --games=Boxing,Breakout,Seaquest --seeds=0 --root=runs/reproduce
   plasticity-rl-reproduce --preset=drq_eps --games=Boxing --seeds=0 --root=runs/reproduce --report_only
   plasticity-rl-reproduce --preset=dopamine_dqn --games=Pong,Breakout --root=runs/repro_dqn \
-      --override total_frames=10000000
+      --override=total_frames=10000000
 
 The runs go through the sweep launcher (plasticity_rl/sweep.py): ROOT/<game>/<preset>/seed_<n>, one process
 per run, --parallel at a time; the same command again skips finished runs and resumes stopped ones from their
@@ -30,21 +30,22 @@ import os
 import sys
 from typing import Sequence
 
+from absl import flags
 import numpy as np
 
 from plasticity_rl import atari_games
+from plasticity_rl import cli
 from plasticity_rl import published
 
-# preset name -> (config file relative to the repo, the published runs it is compared with).
-PRESETS = {"drq_eps": ("configs/drq_eps.py", "drq_eps_atari100k"),
-           "dopamine_dqn": ("configs/dopamine_dqn.py", "dopamine_dqn_atari")}
+# preset name -> (config file in the package's configs/, the published runs it is compared with).
+PRESETS = {"drq_eps": ("drq_eps.py", "drq_eps_atari100k"),
+           "dopamine_dqn": ("dopamine_dqn.py", "dopamine_dqn_atari")}
 # Presets compared by learning curve (published.load_curves) -> training frames per published iteration.
 CURVE_PRESETS = {"dopamine_dqn": 250_000 * 4}  # Dopamine's Runner.training_steps (agent steps) × 4 frames.
 # An evaluation counts as a published iteration's when its frames are within this fraction of an iteration's frames
 # of (iteration + 1) × frames per iteration (the loop evaluates at the first step past each period).
 ITERATION_TOLERANCE = 0.01
 MAX_TABLE_ROWS = 25  # Per game in reproduction.md; reproduction.json holds every evaluated iteration.
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ReproduceError(ValueError):
@@ -436,7 +437,7 @@ def launch(preset: str, games: Sequence[str], seeds: Sequence[int], root: str, p
            overrides: Sequence[str] = (), smoke: bool = False) -> int:
   """Runs (or resumes) every unfinished run through the sweep launcher; returns the number that failed."""
   from plasticity_rl import sweep  # pylint: disable=g-import-not-at-top
-  config = os.path.join(_REPO, PRESETS[preset][0]) + (":smoke" if smoke else "")
+  config = os.path.join(cli.CONFIGS_DIR, PRESETS[preset][0]) + (":smoke" if smoke else "")
   runs = sweep.expand(root, config, games, {preset: {}}, seeds, overrides)
   manifest = sweep.Manifest.open(root, sweep.config_spec(config), list(overrides))
   processes = sweep.group(runs)
@@ -469,26 +470,30 @@ def keep_results(root: str, keep_dir: str, preset: str, games: Sequence[str], se
   return kept
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="plasticity-rl-reproduce")
-  parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
-  parser.add_argument("--games", required=True, help="comma-separated, e.g. Boxing,Breakout,Seaquest")
-  parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-  parser.add_argument("--root", required=True, help="sweep directory of the runs")
-  parser.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2: one per core here)")
-  parser.add_argument("--results", action="append", default=[], help="more directories of finished runs")
-  parser.add_argument("--override", action="append", default=[], help="field=value for every run (not a "
-                      "reproduction then: the report says so)")
-  parser.add_argument("--report_only", action="store_true", help="report on what has finished; launch nothing")
-  parser.add_argument("--keep", default=None, help="copy each finished run's eval.csv and summary.json here "
-                      "(e.g. docs/reproduction, to commit) and read kept runs from it too")
-  parser.add_argument("--smoke", action="store_true", help="the preset's :smoke scale (seconds; for tests, not a "
-                      "reproduction)")
-  args = parser.parse_args(argv)
+_PRESET = flags.DEFINE_enum("preset", None, sorted(PRESETS), "The preset to run and compare.")
+_GAMES = flags.DEFINE_list("games", None, "Games, comma-separated, e.g. Boxing,Breakout,Seaquest.")
+_SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds, comma-separated.")
+_ROOT = flags.DEFINE_string("root", None, "Sweep directory of the runs.")
+_PARALLEL = flags.DEFINE_integer("parallel", 2, "Runs at a time (default 2: one per core here).", lower_bound=1)
+_RESULTS = flags.DEFINE_multi_string("results", [], "More directories of finished runs (repeatable).")
+_OVERRIDE = flags.DEFINE_multi_string("override", [], "field=value for every run (repeatable; not a "
+                                      "reproduction then: the report says so).")
+_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Report on what has finished; launch nothing.")
+_KEEP = flags.DEFINE_string("keep", None, "Copy each finished run's eval.csv and summary.json here (e.g. "
+                            "docs/reproduction, to commit) and read kept runs from it too.")
+_SMOKE = flags.DEFINE_bool("smoke", False, "The preset's :smoke scale (seconds; for tests, not a reproduction).")
+flags.mark_flags_as_required(["preset", "games", "root"])
+
+
+def main(argv: Sequence[str]) -> int:
+  cli.no_arguments(argv)
+  args = flags.FLAGS
   try:
-    games = [atari_games.canonical_game(g) or g for g in args.games.split(",") if g]
-    seeds = [int(s) for s in args.seeds.split(",") if s]
+    games = [atari_games.canonical_game(g) or g for g in args.games if g]
+    try:
+      seeds = [int(s) for s in args.seeds if s]
+    except ValueError:
+      raise ReproduceError(f"--seeds: integers, comma-separated; got {','.join(args.seeds)}") from None
     root = os.path.abspath(os.path.expanduser(args.root))
     failed = 0
     if not args.report_only:
@@ -497,8 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       keep_results(root, os.path.abspath(args.keep), args.preset, games, seeds)
     text = report(args.preset, games, seeds, [root, *args.results, *([args.keep] if args.keep else [])], root)
   except (ReproduceError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    cli.fail(e)
   shortened = args.preset in CURVE_PRESETS and args.override and all(
       o.split("=", 1)[0].strip() == "total_frames" for o in args.override)
   if shortened and not args.smoke:  # A shorter run of the same preset: its curve is compared as far as it goes.
@@ -512,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run():
-  sys.exit(main())
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

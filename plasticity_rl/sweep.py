@@ -1,6 +1,6 @@
 """Sweeps: games × variants × seeds, one workdir per run, run by `plasticity_rl.main` processes.
 
-The library behind scripts/launch_sweep.py:
+The library behind plasticity-rl-sweep (plasticity_rl/launch_sweep.py):
 - `expand` turns game names and sets (atari57, atari26, atari5), variant names
   (configs/variants.py) and seeds into `Run`s: a workdir ROOT/<game>/<variant>/seed_<n>,
   a log ROOT/logs/<game>/<variant>/seed_<n>.log (not in the workdir: main.py refuses a
@@ -273,6 +273,14 @@ def config_spec(config: str) -> str:
   return path + sep + arg
 
 
+def same_config(a: str | None, b: str | None) -> bool:
+  """Whether two config_specs name the same file and arg (configs/… and plasticity_rl/configs/… are one file)."""
+  if a is None or b is None:
+    return a == b
+  (path_a, _, arg_a), (path_b, _, arg_b) = a.partition(":"), b.partition(":")
+  return arg_a == arg_b and os.path.realpath(path_a) == os.path.realpath(path_b)
+
+
 def expand(root: str, config: str, games: Sequence[str], variants: dict[str, dict[str, Any]], seeds: Sequence[int],
            overrides: Sequence[str] = ()) -> list[Run]:
   """Every (seed, game, variant), seed-major: all games and variants of seed 0 come first.
@@ -496,7 +504,7 @@ class Manifest:
           data = json.load(f)
         except json.JSONDecodeError as e:
           raise SweepError(f"{path} is not valid JSON ({e}); fix or remove it") from None
-      if data.get("config") != config or data.get("overrides") != overrides:
+      if not same_config(data.get("config"), config) or data.get("overrides") != overrides:
         raise SweepError(
             f"{root} holds a sweep of --config={data.get('config')} with overrides {data.get('overrides')}; "
             f"this launch has --config={config} with overrides {overrides}. Use another --root, or the same "

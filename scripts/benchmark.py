@@ -47,13 +47,13 @@ import sys
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 from ml_collections import config_flags
 
 from plasticity_rl import checkpoint
+from plasticity_rl import cli
 from plasticity_rl import config as config_lib
 from plasticity_rl import multi_seed
 from plasticity_rl import recorder
@@ -67,7 +67,7 @@ from plasticity_rl.envs import atari
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import profile_loop  # noqa: E402  (scripts/ is not a package)
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/dqn.py:cpu", "Base config.")
+_CONFIG = config_flags.DEFINE_config_file("config", os.path.join(cli.CONFIGS_DIR, "dqn.py:cpu"), "Base config.")
 _FULL = flags.DEFINE_bool("full_width", True, "Also the full-width Nature CNN at replay ratio 0.25, batch 32.")
 _FRAMES = flags.DEFINE_integer("frames", 40_000, "Training frames to time per column (after warm-up).")
 _UPDATES = flags.DEFINE_integer("updates", 200, "Bare update steps to time (per injection count).")
@@ -348,18 +348,18 @@ def table(columns: dict[str, dict[str, object]]) -> str:
 
 
 def main(argv):
-  del argv
+  cli.no_arguments(argv)
   config = _CONFIG.value
   config_lib.validate(config)
   try:
     seeds = [int(n) for n in _SEEDS.value]
   except ValueError:
-    raise app.UsageError(f"--seeds: a comma list of seed counts, got {','.join(_SEEDS.value)!r}") from None
+    cli.fail(f"--seeds: a comma list of seed counts, got {','.join(_SEEDS.value)!r}")
   if any(n < 1 for n in seeds):
-    raise app.UsageError(f"--seeds: every seed count must be ≥ 1, got {seeds}")
+    cli.fail(f"--seeds: every seed count must be ≥ 1, got {seeds}")
   for batching in _SEED_BATCHING.value:
     if batching not in config_lib.SEED_BATCHING:
-      raise app.UsageError(f"--seed_batching: unknown {batching!r}; allowed: {list(config_lib.SEED_BATCHING)}")
+      cli.fail(f"--seed_batching: unknown {batching!r}; allowed: {list(config_lib.SEED_BATCHING)}")
   checkpoint.quiet_orbax_logs()
   load_start = os.getloadavg()
   num_actions = atari.num_actions(config.game, config.env.protocol)
@@ -397,4 +397,4 @@ def main(argv):
 
 if __name__ == "__main__":
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(main)
+  cli.run(main, __name__)

@@ -1,7 +1,7 @@
 """What the plasticity metrics cost next to the update step (a benchmark, not a test).
 
-  python scripts/metrics_cost.py                         # smoke and Nature-CNN sizes, probe 256, batch 32
-  python scripts/metrics_cost.py --period_frames 100000 --replay_ratio 0.25 --probe 256
+  .venv/bin/python scripts/metrics_cost.py      # smoke and Nature-CNN sizes, probe 256, batch 32
+  .venv/bin/python scripts/metrics_cost.py --period_frames=100000 --replay_ratio=0.25 --probe=256
 
 For each network (smoke: width 0.25 / hidden 32; full: the Nature CNN, 512
 hidden; full after one injection of the head) it times, after compilation, the
@@ -14,20 +14,32 @@ t_metrics / (updates × t_update). That counts the update steps only — the loo
 also acts and steps the envs — so the real slowdown is smaller.
 """
 
-import argparse
 import json
 import statistics
 import time
 
+from absl import flags
 import jax
 import ml_collections
 import numpy as np
 
+from plasticity_rl import cli
 from plasticity_rl import metrics
 from plasticity_rl import networks
 from plasticity_rl import surgery
 from plasticity_rl import testing
 from plasticity_rl.agents import dqn
+
+_SIZES = ("smoke", "full", "full_injected")
+flags.DEFINE_integer("batch", 32, "Update batch size.", lower_bound=1)
+flags.DEFINE_integer("probe", 256, "Probe batch size of the metrics.", lower_bound=1)
+flags.DEFINE_integer("period_frames", 100_000, "Frames between metrics calls.", lower_bound=1)
+flags.DEFINE_float("replay_ratio", 0.25, "Updates per agent step.", lower_bound=0)
+flags.DEFINE_integer("repeats", 5, "Timed calls of each.", lower_bound=1)
+flags.DEFINE_list("sizes", list(_SIZES), f"Networks to time, comma-separated, of {', '.join(_SIZES)}.")
+flags.register_validator("sizes", lambda sizes: sizes and set(sizes) <= set(_SIZES),
+                         f"must be names of {', '.join(_SIZES)}")
+flags.DEFINE_string("json", "", "Also write the rows to this JSON file.")
 
 OBS_SHAPE = (84, 84, 4)
 NUM_ACTIONS = 18
@@ -68,21 +80,13 @@ def measure(name: str, agent: dqn.DQNAgent, state: dqn.TrainState, init, args) -
   return row
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--probe", type=int, default=256)
-  parser.add_argument("--period_frames", type=int, default=100_000)
-  parser.add_argument("--replay_ratio", type=float, default=0.25)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--sizes", default="smoke,full,full_injected")
-  parser.add_argument("--json", default="", help="Also write the rows to this JSON file.")
-  args = parser.parse_args()
-
+def main(argv):
+  cli.no_arguments(argv)
+  args = flags.FLAGS
   optimizer = dqn.make_optimizer(ml_collections.ConfigDict({"optimizer": "rmsprop_dqn_zoo", "learning_rate": None}))
   sizes = {"smoke": (0.25, 32), "full": (1.0, 512), "full_injected": (1.0, 512)}
   rows = []
-  for name in args.sizes.split(","):
+  for name in args.sizes:
     width, hidden = sizes[name]
     network = networks.QNetwork(networks.nature_cnn_specs(NUM_ACTIONS, width=width, hidden=hidden))
     agent = dqn.DQNAgent(network, optimizer, OBS_SHAPE, NUM_ACTIONS, target_update_period_updates=7_500)
@@ -103,8 +107,9 @@ def main():
   print(f"backend: {jax.default_backend()}, devices: {jax.devices()}")
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"args": vars(args), "rows": rows}, f, indent=1)
+      json.dump({"args": {k: args[k].value for k in ("batch", "probe", "period_frames", "replay_ratio", "repeats",
+                                                     "sizes")}, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main, __name__)

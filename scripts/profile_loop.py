@@ -186,23 +186,24 @@ def format_profile(name: str, result: dict) -> str:
 if __name__ == "__main__":
   import os
 
-  from absl import app
   from absl import flags
   from ml_collections import config_flags
 
+  from plasticity_rl import cli
   from plasticity_rl import config as config_lib
 
-  _CONFIG = config_flags.DEFINE_config_file("config", "configs/dqn.py:cpu", "Config to profile.")
+  _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(cli.CONFIGS_DIR, "dqn.py:cpu"),
+                                            "Config to profile.")
   _FULL = flags.DEFINE_bool("full_width", True, "Also profile full_width(config).")
   _ITERATIONS = flags.DEFINE_integer("iterations", 300, "Loop iterations per measurement.")
   _ROUNDS = flags.DEFINE_integer("rounds", 5, "Alternating un-instrumented rounds per order.")
 
   def main(argv):
-    del argv
+    cli.no_arguments(argv)
     config = _CONFIG.value
     config_lib.validate(config)
     for name, c in [("config", config)] + ([("full width", full_width(config))] if _FULL.value else []):
       print(format_profile(f"{name}: {describe(c)}", profile(c, _ITERATIONS.value, _ROUNDS.value)), flush=True)
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(main)
+  cli.run(main, __name__)

@@ -1,14 +1,19 @@
 """Reports replay memory for 1M transitions at 84x84 and times `sample(32)`.
 
-Usage: python scripts/replay_memory.py [--num_envs 8]
+Usage: .venv/bin/python scripts/replay_memory.py [--num_envs=8] [--fill=50000] [--repeats=2000]
 """
 
-import argparse
 import time
 
+from absl import flags
 import numpy as np
 
+from plasticity_rl import cli
 from plasticity_rl.replay import ReplayBuffer
+
+_NUM_ENVS = flags.DEFINE_integer("num_envs", 8, "Parallel envs the buffer is laid out for.", lower_bound=1)
+_FILL = flags.DEFINE_integer("fill", 50_000, "Transitions for the timing.", lower_bound=1)
+_REPEATS = flags.DEFINE_integer("repeats", 2000, "sample(32) calls timed.", lower_bound=1)
 
 CAPACITY = 1_000_000
 
@@ -27,12 +32,9 @@ def _fill(buffer: ReplayBuffer, steps: int, rng: np.random.Generator) -> None:
     first = last
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--num_envs", type=int, default=8)
-  parser.add_argument("--fill", type=int, default=50_000, help="Transitions for the timing.")
-  parser.add_argument("--repeats", type=int, default=2000)
-  args = parser.parse_args()
+def main(argv) -> None:
+  cli.no_arguments(argv)
+  args = flags.FLAGS
   rng = np.random.default_rng(0)
 
   buffer = ReplayBuffer(CAPACITY, args.num_envs)
@@ -61,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main, __name__)

@@ -340,8 +340,8 @@ def test_finished_run_rerun_prints_summary_without_training(finished_run, run_en
 
 @pytest.mark.slow
 def test_list_checkpoints(finished_run, tmp_path):
-  script = [sys.executable, str(REPO / "scripts" / "list_checkpoints.py")]
-  result = subprocess.run([*script, str(finished_run)], capture_output=True, text=True, check=False)
+  script = [sys.executable, "-m", "plasticity_rl.list_checkpoints"]
+  result = subprocess.run([*script, f"--workdir={finished_run}"], capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert "branches" in lines[1] and "status" in lines[1]
@@ -351,7 +351,7 @@ def test_list_checkpoints(finished_run, tmp_path):
   broken = tmp_path / "run"
   shutil.copytree(finished_run, broken)
   os.remove(broken / "checkpoints" / "4000" / "state" / "_METADATA")
-  result = subprocess.run([*script, str(broken), "--quick"], capture_output=True, text=True, check=False)
+  result = subprocess.run([*script, f"--workdir={broken}", "--quick"], capture_output=True, text=True, check=False)
   assert result.returncode == 1 and "unreadable: FileNotFoundError" in result.stdout.splitlines()[-1]
 
 

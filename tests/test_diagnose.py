@@ -1,4 +1,4 @@
-"""scripts/diagnose_plasticity.py: a smoke source run branched into "continue" and "inject", the report, errors."""
+"""plasticity-rl-diagnose: a smoke source run branched into "continue" and "inject", the report, errors."""
 
 import json
 import pathlib
@@ -12,13 +12,13 @@ from plasticity_rl import testing
 from plasticity_rl.analysis import diagnosis
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "diagnose_plasticity.py"
+DIAGNOSE = [sys.executable, "-m", "plasticity_rl.diagnose"]
 SOURCE_FRAMES = 2_000  # configs/dqn.py:smoke stops here: 125 loop steps of 4 envs × 4 frames.
 STEP_FRAMES = 16  # One loop step of the smoke config.
 
 
 def _diagnose(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=REPO, timeout=900)
+  return subprocess.run([*DIAGNOSE, *args], capture_output=True, text=True, cwd=REPO, timeout=900)
 
 
 def _load_config_file(name: str):

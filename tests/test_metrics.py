@@ -1,10 +1,11 @@
 """Plasticity metrics (issue 6): each metric on a hand-built case, then on real (small) networks."""
 
 import functools
-import importlib.util
 import json
 import math
 import os
+import subprocess
+import sys
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ import pytest
 
 from plasticity_rl import metrics
 from plasticity_rl import networks
+from plasticity_rl import plot_metrics
 from plasticity_rl import surgery
 from plasticity_rl import testing
 from plasticity_rl.agents import dqn
@@ -438,11 +440,7 @@ def test_metrics_config():
 # -- the plot script --------------------------------------------------------------------
 
 
-def test_plot_metrics_script(tmp_path):
-  spec = importlib.util.spec_from_file_location(
-      "plot_metrics", os.path.join(os.path.dirname(__file__), "..", "scripts", "plot_metrics.py"))
-  plot_metrics = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(plot_metrics)
+def _plot_runs(tmp_path) -> list[str]:
   runs = []
   for r in range(2):
     run = tmp_path / f"run_{r}"
@@ -453,11 +451,38 @@ def test_plot_metrics_script(tmp_path):
     rows.append({"frames": 100_000, "kind": "train", "srank": 999})
     (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     runs.append(str(run))
+  return runs
+
+
+def _plot(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", "plasticity_rl.plot_metrics", *args], capture_output=True, text=True,
+                        timeout=120, check=False)
+
+
+def test_plot_metrics(tmp_path):
+  runs = _plot_runs(tmp_path)
   series, events = plot_metrics.read_run(runs[1])
   assert [v for _, v in series["srank"]] == [11 + i for i in range(5)]  # The train row is not read.
   assert events == [(250_000, "injection")]
   assert plot_metrics.expand(["srank", "dormant_0.1/*"], set(series)) == [
       "srank", "dormant_0.1/encoder/conv_0", "dormant_0.1/head/dense_0"]
   out = tmp_path / "plots" / "m.png"
-  plot_metrics.main(["--runs", *runs, "--metrics", "srank,dormant_0.1/*", "--out", str(out)])
-  assert out.stat().st_size > 1000
+  result = _plot(f"--runs={','.join(runs)}", "--metrics=srank,dormant_0.1/*", f"--out={out}")
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == str(out) and out.stat().st_size > 1000
+
+
+def test_plot_metrics_unknown_metric_is_an_error_naming_it_and_the_available_ones(tmp_path):
+  runs = _plot_runs(tmp_path)
+  out = tmp_path / "m.png"
+  with pytest.raises(plot_metrics.PlotError, match=r"no run has 'fau'; available: dormant_0.1/encoder/conv_0, "
+                     r"dormant_0.1/head/dense_0, srank"):
+    plot_metrics.expand(["srank", "fau"], set(plot_metrics.read_run(runs[0])[0]))
+  result = _plot(f"--runs={','.join(runs)}", "--metrics=srank,fau,nope/*", f"--out={out}")
+  assert result.returncode == 2 and not out.exists()
+  assert result.stderr.strip().splitlines() == [
+      "error: --metrics: no run has 'fau', 'nope/*'; available: dormant_0.1/encoder/conv_0, "
+      "dormant_0.1/head/dense_0, srank"]
+  result = _plot(f"--runs={tmp_path}", "--metrics=srank", f"--out={out}")  # Not a run: one line too.
+  assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+      f"error: {tmp_path}: no metrics.jsonl (not a run directory)"]

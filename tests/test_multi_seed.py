@@ -132,7 +132,7 @@ def test_two_seeds_in_one_process_equal_two_single_runs(run_env, single_seed_1, 
   events = recorder_lib.read_metrics(str(seed_1), "event")
   assert [(e["name"], e["frames"], e["max_abs_dq"]) for e in events] == [("injection", 2000, 0.0)]
   assert not (tmp_path / "seeds" / "config.json").exists()
-  listing = subprocess.run([sys.executable, str(REPO / "scripts" / "list_checkpoints.py"), str(tmp_path / "seeds"),
+  listing = subprocess.run([sys.executable, "-m", "plasticity_rl.list_checkpoints", f"--workdir={tmp_path / 'seeds'}",
                             "--quick"], capture_output=True, text=True, check=False)
   assert listing.returncode == 0, listing.stderr
   assert [line for line in listing.stdout.splitlines() if line.endswith(":")] == [

@@ -16,13 +16,13 @@ from plasticity_rl import sweep
 from plasticity_rl.analysis import load
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCH = os.path.join(REPO, "scripts", "launch_sweep.py")
+LAUNCH = ["-m", "plasticity_rl.launch_sweep"]
 SMOKE = os.path.join(REPO, "configs", "dqn.py") + ":smoke"
 VARIANTS = sweep.load_variants(os.path.join(REPO, "configs", "variants.py"))
 
 
 def _launch(*args, timeout=240):
-  return subprocess.run([sys.executable, LAUNCH, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+  return subprocess.run([sys.executable, *LAUNCH, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 def _runs(root, games=("Pong",), variants=("baseline",), seeds=(0,), overrides=("total_frames=3000",)):
@@ -471,7 +471,7 @@ def test_submitit_local_executor_real_sweep_with_preemption(tmp_path):
   """Two jobs through submitit's local executor; one is sent the pre-emption signal, requeues and finishes."""
   root = tmp_path / "sweep"
   launcher = subprocess.Popen(
-      [sys.executable, LAUNCH, f"--config={SMOKE}", f"--root={root}", "--games=Pong", "--seeds=0,1",
+      [sys.executable, *LAUNCH, f"--config={SMOKE}", f"--root={root}", "--games=Pong", "--seeds=0,1",
        "--runner=slurm", "--submitit_cluster=local", "--gpus_per_run=0", "--grace_s=5", "--timeout_min=30",
        "--config.total_frames=3000", "--config.log.tensorboard=false", "--config.log.learning_curve=false"],
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)

@@ -6,5 +6,5 @@
   (`python -m plasticity_rl.analysis.aggregate`, console script `plasticity-rl-aggregate`).
 - tables: Markdown / LaTeX tables. plots: PNG figures.
 - learning_curve: one run's learning curve.
-- diagnosis: the plasticity diagnosis report (scripts/diagnose_plasticity.py, docs/diagnosis.md).
+- diagnosis: the plasticity diagnosis report (plasticity-rl-diagnose: plasticity_rl/diagnose.py, docs/diagnosis.md).
 """

@@ -1,8 +1,8 @@
 """Aggregate metrics with rliable, and the CLI that writes tables and plots.
 
-  python -m plasticity_rl.analysis.aggregate --runs 'workdirs/*/*' --out DIR \\
-      [--csv results.csv] [--games atari57] [--last_evals 1] [--reps 50000] \\
-      [--seed 0] [--compare baseline,inject]
+  plasticity-rl-aggregate --runs=ROOT_OR_RUNS[,…] --out=DIR \\
+      [--csv=results.csv] [--games=atari57] [--last_evals=1] [--reps=50000] \\
+      [--seed=0] [--compare=baseline,inject]
 
 IQM, median, mean and optimality gap of human-normalized final scores with 95 %
 stratified-bootstrap CIs, probability of improvement, sample-efficiency curves
@@ -20,7 +20,6 @@ import os
 import sys
 from typing import Callable, NamedTuple, Sequence
 
-from absl import app
 from absl import flags
 import numpy as np
 import pandas as pd
@@ -28,6 +27,7 @@ from rliable import library
 from rliable import metrics
 import scipy.stats
 
+from plasticity_rl import cli
 from plasticity_rl.analysis import load
 from plasticity_rl.analysis import plots
 from plasticity_rl.analysis import scores as scores_lib
@@ -231,8 +231,9 @@ def write_outputs(analysis: Analysis, out: str) -> list[str]:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("runs", [], "Run workdirs (each with an eval.csv), sweep roots (their sweep.json lists the "
-                  "runs) or glob patterns of them; quote globs.")
+flags.DEFINE_list("runs", [], "Run workdirs (a config.json or eval.csv), sweep roots (their sweep.json lists the "
+                  "runs), directories above them, or glob patterns of them, comma-separated; quote globs. "
+                  "Matches that are no run (tb/ files, logs/, checkpoints/) are skipped and counted.")
 flags.DEFINE_list("csv", [], "Tidy CSVs (game, variant|agent, seed, frames, return|episode_return) or globs.")
 flags.DEFINE_string("out", None, "Output directory for tables, gaps.txt and plots.")
 flags.DEFINE_string("games", None, "Expected games: atari57, atari26, atari5 or a comma-separated list; "
@@ -264,8 +265,7 @@ def main(argv: Sequence[str]) -> None:
                        FLAGS.common_games, FLAGS.poi_reps, FLAGS.curve_reps, FLAGS.profile_reps)
     paths = write_outputs(analysis, FLAGS.out)
   except AnalysisError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(e)
   print(tables.aggregate_markdown(analysis.aggregate, same_games(analysis.matrices)))
   if len(analysis.improvement):
     print(tables.improvement_markdown(analysis.improvement))
@@ -274,7 +274,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run():
-  app.run(main)
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

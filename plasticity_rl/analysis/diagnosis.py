@@ -3,7 +3,7 @@
 Nikishin et al. (2023)'s test for plasticity loss: continue training a saved
 agent as it is, and, from the same checkpoint, with a plasticity injection at
 once. If the injected branch learns (its return rises) where the continued one
-does not, the agent had lost plasticity. scripts/diagnose_plasticity.py runs the
+does not, the agent had lost plasticity. plasticity_rl/diagnose.py runs the
 branches; this module reads their logs and the source run's (recorder.py's
 readers), compares window means — before the branch point (the source's logs)
 and after it (each branch's) — and writes the table, the verdict and the plot.

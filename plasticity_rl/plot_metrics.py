@@ -1,26 +1,40 @@
 """Plasticity metric curves of several runs side by side, as one PNG.
 
-  python scripts/plot_metrics.py --runs runs/pong_base runs/pong_inject \
-      --metrics "dormant_0.1/head/dense_0,srank,fau/*" --out metrics.png
+  plasticity-rl-plot --runs=runs/pong_base,runs/pong_inject \
+      --metrics="dormant_0.1/head/dense_0,srank,fau/*" --out=metrics.png
 
 One subplot per metric (a name may be an fnmatch pattern, e.g. "dormant_0.1/*":
 one subplot per matching name), one line per run (labelled by its directory, or
 --labels), and every event row of a run (injection, reset, …) as a vertical
 dashed line in the run's color. Reads the rows of <run>/metrics.jsonl with
 kind "plasticity" (--kind to change), {"frames": F, "kind": K, name: value, …}.
+A name (or pattern) that no run has is an error naming it and the names there are (exit status 2).
 """
 
-import argparse
 import fnmatch
 import json
 import math
 import os
-import sys
 
+from absl import flags
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+from plasticity_rl import cli  # pylint: disable=g-import-not-at-top
+
+_RUNS = flags.DEFINE_list("runs", None, "Run directories (each with metrics.jsonl), comma-separated.")
+_METRICS = flags.DEFINE_list("metrics", None, "Metric names or fnmatch patterns, comma-separated.")
+_OUT = flags.DEFINE_string("out", None, "Output PNG path.")
+_LABELS = flags.DEFINE_list("labels", None, "Labels, one per run (default: the directory names).")
+_KIND = flags.DEFINE_string("kind", "plasticity", "Row kind to read the metrics from.")
+_COLUMNS = flags.DEFINE_integer("columns", 3, "Subplots per row.", lower_bound=1)
+flags.mark_flags_as_required(["runs", "metrics", "out"])
+
+
+class PlotError(ValueError):
+  """Bad input (a run without metrics.jsonl, a metric no run has); the message is one line."""
 
 
 def _number(value) -> float | None:
@@ -44,7 +58,10 @@ def read_run(run_dir: str, kind: str = "plasticity") -> tuple[Series, list[tuple
   """({metric: [(frames, value)] sorted by frames}, [(frames, event name)]) of one run."""
   series: dict[str, list[tuple[int, float]]] = {}
   events: list[tuple[int, str]] = []
-  with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+  path = os.path.join(run_dir, "metrics.jsonl")
+  if not os.path.isfile(path):
+    raise PlotError(f"{run_dir}: no metrics.jsonl (not a run directory)")
+  with open(path) as f:
     for line in f:
       if not line.strip():
         continue
@@ -60,11 +77,21 @@ def read_run(run_dir: str, kind: str = "plasticity") -> tuple[Series, list[tuple
 
 
 def expand(patterns: list[str], available: set[str]) -> list[str]:
-  """Metric names in pattern order; a pattern with wildcards expands to its sorted matches."""
+  """Metric names in pattern order; a pattern with wildcards expands to its sorted matches.
+
+  A name or pattern that matches none of `available` is a PlotError naming it and the available names.
+  """
   names: list[str] = []
+  unknown = []
   for pattern in patterns:
-    matches = sorted(fnmatch.filter(available, pattern)) if any(c in pattern for c in "*?[") else [pattern]
+    matches = sorted(fnmatch.filter(available, pattern)) if any(c in pattern for c in "*?[") else (
+        [pattern] if pattern in available else [])
+    if not matches:
+      unknown.append(pattern)
     names += [m for m in matches if m not in names]
+  if unknown:
+    raise PlotError(f"--metrics: no run has {', '.join(map(repr, unknown))}; available: "
+                    f"{', '.join(sorted(available)) or 'none (no rows of this --kind)'}")
   return names
 
 
@@ -73,8 +100,6 @@ def plot(runs: list[str], patterns: list[str], out: str, labels: list[str] | Non
   data = [read_run(run, kind) for run in runs]
   labels = labels or [os.path.basename(os.path.normpath(run)) or run for run in runs]
   names = expand(patterns, set().union(*(set(series) for series, _ in data)))
-  if not names:
-    raise ValueError(f"no metric matches {patterns} in rows of kind {kind!r} of {runs}")
   columns = max(1, min(columns, len(names)))
   rows = math.ceil(len(names) / columns)
   fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.2 * rows), squeeze=False)
@@ -109,23 +134,20 @@ def plot(runs: list[str], patterns: list[str], out: str, labels: list[str] | Non
   return out
 
 
-def main(argv: list[str] | None = None) -> str:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-  parser.add_argument("--runs", nargs="+", required=True, help="Run directories (each with metrics.jsonl).")
-  parser.add_argument("--metrics", required=True, help="Comma-separated metric names or fnmatch patterns.")
-  parser.add_argument("--out", required=True, help="Output PNG path.")
-  parser.add_argument("--labels", default="", help="Comma-separated labels, one per run (default: dir names).")
-  parser.add_argument("--kind", default="plasticity", help="Row kind to read the metrics from.")
-  parser.add_argument("--columns", type=int, default=3, help="Subplots per row.")
-  args = parser.parse_args(argv)
-  labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
-  if labels is not None and len(labels) != len(args.runs):
-    parser.error(f"--labels has {len(labels)} entries for {len(args.runs)} runs")
-  patterns = [s.strip() for s in args.metrics.split(",") if s.strip()]
-  path = plot(args.runs, patterns, args.out, labels, args.kind, args.columns)
-  print(path)
-  return path
+def main(argv) -> None:
+  cli.no_arguments(argv)
+  if _LABELS.value is not None and len(_LABELS.value) != len(_RUNS.value):
+    cli.fail(f"--labels has {len(_LABELS.value)} entries for {len(_RUNS.value)} runs")
+  try:
+    print(plot(_RUNS.value, [m for m in _METRICS.value if m], _OUT.value, _LABELS.value, _KIND.value,
+               _COLUMNS.value))
+  except PlotError as e:
+    cli.fail(e)
+
+
+def run(argv=None):
+  cli.run(main, __name__, argv=argv)
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  run()

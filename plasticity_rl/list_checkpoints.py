@@ -1,20 +1,26 @@
 """Lists a run's checkpoints: step, frames, size, structure, replay, and whether each is readable.
 
-Usage: python scripts/list_checkpoints.py WORKDIR [--quick]
+  plasticity-rl-checkpoints --workdir=WORKDIR [--quick]
 
 WORKDIR may also be its checkpoints/ directory, or a multi-seed run's workdir
 (config.num_seeds > 1): then every seed_<n>/ is listed. Every checkpoint is read back
 in full (the replay too, unless --quick), so "ok" means a resume could use it.
-Exit status 1 if any checkpoint is unreadable.
+Exit status 1 if any checkpoint is unreadable, 2 on bad input (one line).
 """
 
-import argparse
 import glob
 import os
 import re
-import sys
+
+from absl import flags
 
 from plasticity_rl import checkpoint
+from plasticity_rl import cli
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir, its checkpoints/ directory, or a multi-seed "
+                               "run's workdir (every seed_<n>/).")
+_QUICK = flags.DEFINE_boolean("quick", False, "Do not read the replay arrays back.")
+flags.mark_flags_as_required(["workdir"])
 
 
 def _size(path: str) -> int:
@@ -49,25 +55,24 @@ def rows(directory: str, quick: bool = False) -> list[dict]:
   return out
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("workdir")
-  parser.add_argument("--quick", action="store_true", help="Do not read the replay arrays back.")
-  args = parser.parse_args()
+def main(argv) -> int:
+  cli.no_arguments(argv)
+  workdir = _WORKDIR.value
+  if not os.path.isdir(workdir):
+    cli.fail(f"--workdir {workdir}: no such directory")
   checkpoint.quiet_orbax_logs()
-  directory = os.path.join(args.workdir, "checkpoints")
-  seeds = glob.glob(os.path.join(args.workdir, "seed_*", "checkpoints"))
+  directory = os.path.join(workdir, "checkpoints")
+  seeds = glob.glob(os.path.join(workdir, "seed_*", "checkpoints"))
   if os.path.isdir(directory):
     directories = [directory]
   elif seeds:  # A multi-seed run's workdir: each seed's, in seed order.
     directories = sorted(seeds, key=lambda d: int(re.sub(r"\D", "", os.path.basename(os.path.dirname(d))) or 0))
   else:
-    directories = [args.workdir]
+    directories = [workdir]
   unreadable = False
   for directory in directories:
-    unreadable |= _print_table(directory, args.quick)
-  if unreadable:
-    sys.exit(1)
+    unreadable |= _print_table(directory, _QUICK.value)
+  return 1 if unreadable else 0
 
 
 def _print_table(directory: str, quick: bool) -> bool:
@@ -75,8 +80,7 @@ def _print_table(directory: str, quick: bool) -> bool:
   try:
     table = rows(directory, quick)
   except checkpoint.CheckpointError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(e)
   if not table:
     print(f"no checkpoints in {directory}")
     return False
@@ -92,5 +96,9 @@ def _print_table(directory: str, quick: bool) -> bool:
   return any(r["status"] != "ok" for r in table)
 
 
+def run():
+  cli.run(main, __name__)
+
+
 if __name__ == "__main__":
-  main()
+  run()

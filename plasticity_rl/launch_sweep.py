@@ -1,12 +1,12 @@
 r"""Launches a sweep: games × variants × seeds, one workdir per run, one process per run or per K seeds.
 
-  python scripts/launch_sweep.py --config=configs/dqn.py --root=runs/atari5 \
+  plasticity-rl-sweep --config=configs/dqn.py --root=runs/atari5 \
       --games=atari5 --variants=baseline,inject@50M --num_seeds=5 --parallel=4
-  python scripts/launch_sweep.py --config=configs/dqn.py:cpu --root=runs/cpu --games=Pong,Breakout \
+  plasticity-rl-sweep --config=configs/dqn.py:cpu --root=runs/cpu --games=Pong,Breakout \
       --variants=baseline,inject@250k --seeds=0,1 --config.total_frames=500000 --dry_run
-  python scripts/launch_sweep.py --config=configs/dqn.py --root=/scratch/runs/atari57 --games=atari57 \
+  plasticity-rl-sweep --config=configs/dqn.py --root=/scratch/runs/atari57 --games=atari57 \
       --variants=baseline,inject@50M --num_seeds=3 --runner=slurm --slurm_partition=gpu --timeout_min=2880
-  python scripts/launch_sweep.py --config=configs/dqn.py --root=runs/atari5 --games=atari5 \
+  plasticity-rl-sweep --config=configs/dqn.py --root=runs/atari5 --games=atari5 \
       --variants=baseline --num_seeds=8 --seeds_per_process=4 --parallel=2   # 2 processes of 4 seeds per game
 
 Each run is `python -m plasticity_rl.main --config=… --workdir=ROOT/<game>/<variant>/seed_<n>`
@@ -30,12 +30,10 @@ import re
 import shlex
 import sys
 
-from absl import app
 from absl import flags
 
+from plasticity_rl import cli
 from plasticity_rl import sweep
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _CONFIG = flags.DEFINE_string("config", None, "Base config: a configs/*.py file with an optional :arg.")
 _ROOT = flags.DEFINE_string("root", None, "Sweep directory: workdirs, logs and sweep.json go here.")
@@ -48,7 +46,7 @@ _SEEDS_PER_PROCESS = flags.DEFINE_integer(
     "(config.num_seeds; each seed keeps its seed_<n> workdir). --parallel and Slurm jobs count processes.")
 _OVERRIDE = flags.DEFINE_multi_string("override", [], "field=value for every run (repeatable); "
                                       "the same as a --config.field=value argument.")
-_VARIANTS_FILE = flags.DEFINE_string("variants_file", os.path.join(_REPO, "configs", "variants.py"),
+_VARIANTS_FILE = flags.DEFINE_string("variants_file", os.path.join(cli.CONFIGS_DIR, "variants.py"),
                                      "Python file defining the variants (get_variant, allowed).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the runs and their status; launch and write nothing.")
 _RUNNER = flags.DEFINE_enum("runner", "local", ["local", "slurm"], "local: subprocesses here; slurm: submitit.")
@@ -87,21 +85,16 @@ _CONFIG_ARGS: list[str] = []  # --config.x=y arguments, taken out before absl pa
 
 
 def parse_flags(argv):
-  """absl parsing, with --config.field=value arguments set aside as overrides."""
+  """cli.parse_flags, with --config.field=value arguments set aside as overrides."""
   rest = []
   for arg in argv:
     if re.match(r"^--?config\.", arg):
       if "=" not in arg:
-        print(f"error: {arg}: write overrides as --config.field=value", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"{arg}: write overrides as --config.field=value")
       _CONFIG_ARGS.append(arg)
     else:
       rest.append(arg)
-  try:
-    return flags.FLAGS(rest)
-  except flags.Error as e:
-    print(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
-    sys.exit(2)
+  return cli.parse_flags(rest, __name__)
 
 
 def _key_values(items) -> dict[str, str]:
@@ -115,8 +108,7 @@ def _key_values(items) -> dict[str, str]:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.no_arguments(argv)
   try:
     return launch(argv)
   except sweep.SweepError as e:
@@ -189,5 +181,9 @@ def launch(argv) -> int:
   return 1 if failed else 0
 
 
+def run():
+  cli.run(main, __name__, parse=parse_flags)
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  run()

@@ -1,6 +1,6 @@
 """Diagnoses plasticity loss: branches one saved agent into "continue" and "inject now" (Nikishin et al. 2023).
 
-  python scripts/diagnose_plasticity.py --source=runs/pong --workdir=runs/pong_diagnosis \
+  plasticity-rl-diagnose --source=runs/pong --workdir=runs/pong_diagnosis \
       --extra_frames=10_000_000 [--window_frames=N] [--config=configs/dqn.py:cpu] [--config.x=y …] [--parallel]
 
 --source is a workdir (its newest checkpoint) or one workdir/checkpoints/<frames>
@@ -24,14 +24,11 @@ import re
 import shlex
 import sys
 
-from absl import app
 from absl import flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from plasticity_rl import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
-from plasticity_rl.analysis import diagnosis  # pylint: disable=g-import-not-at-top,wrong-import-position
+from plasticity_rl import cli
+from plasticity_rl import sweep
+from plasticity_rl.analysis import diagnosis
 
 _SOURCE = flags.DEFINE_string("source", None, "A workdir (its newest checkpoint) or one checkpoints/<frames> dir.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The diagnosis directory (branches continue/ and inject/, reports).")
@@ -42,7 +39,7 @@ _CONFIG = flags.DEFINE_string("config", None, "A configs/*.py[:arg] for both bra
 _PARALLEL = flags.DEFINE_boolean("parallel", False, "Run both branches at once (one GPU each when there are GPUs).")
 flags.mark_flags_as_required(["source", "workdir", "extra_frames"])
 
-SAVED_CONFIG = os.path.join(REPO, "configs", "saved.py")
+SAVED_CONFIG = os.path.join(cli.CONFIGS_DIR, "saved.py")
 # Fields the diagnosis sets itself; an override of one (or of a field under it) is an error.
 _OWN_FIELDS = ("total_frames", "reincarnate", "injection.frames", "injection.hidden", "injection.trigger")
 _OVERRIDE = re.compile(r"^--(?:no)?config\.")
@@ -163,7 +160,7 @@ def plan(source: str, out: str, extra_frames: int, window_frames: int | None, co
   args, end, inject_at = branch_args(base_args, base, checkpoint_dir, branch_frames, extra_frames)
   runs = [sweep.Run(game=base.game, variant=f"{base.variant}+{name}", seed=base.seed, name=name,
                     workdir=os.path.join(out, name), log=os.path.join(out, sweep.LOGS, f"{name}.log"),
-                    config_args=tuple(args[name]), variant_overrides=(), cwd=REPO) for name in diagnosis.BRANCHES]
+                    config_args=tuple(args[name]), variant_overrides=(), cwd=os.getcwd()) for name in diagnosis.BRANCHES]
   try:
     conflicts = sweep.check(runs)
   except sweep.SweepError as e:
@@ -218,21 +215,17 @@ def report(p: dict) -> tuple[dict, diagnosis.Logs, dict[str, diagnosis.Logs]]:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.no_arguments(argv)
   try:
     p = plan(_SOURCE.value, _WORKDIR.value, _EXTRA.value, _WINDOW.value, _CONFIG.value, _OVERRIDES)
   except DiagnosisError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(e)
   try:
     failed = run_branches(p, _PARALLEL.value)
   except sweep.SweepError as e:  # Another launcher on this --workdir, or its sweep.json from other flags.
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(e)
   if failed:
-    print(f"error: {failed} branch(es) failed; logs in {os.path.join(p['out'], sweep.LOGS)}", file=sys.stderr)
-    sys.exit(1)
+    cli.fail(f"{failed} branch(es) failed; logs in {os.path.join(p['out'], sweep.LOGS)}", status=1)
   result, source, branches = report(p)
   with open(os.path.join(p["out"], "diagnosis.json"), "w") as f:
     json.dump(result, f, indent=1)
@@ -250,15 +243,15 @@ _OVERRIDES: list[str] = []
 
 
 def _parse_flags(argv):
-  """absl's parsing of the script's own flags (a short error, exit 2); --config.x=y set aside for the branches."""
+  """cli.parse_flags for the tool's own flags; --config.x=y set aside for the branches."""
   rest, overrides = split_overrides(argv)
   _OVERRIDES[:] = overrides
-  try:
-    return flags.FLAGS(rest)
-  except flags.Error as e:
-    print(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
-    sys.exit(2)
+  return cli.parse_flags(rest, __name__)
+
+
+def run():
+  cli.run(main, __name__, parse=_parse_flags)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  run()
