@@ -8,6 +8,7 @@ import pathlib
 import shutil
 import struct
 import sys
+import warnings
 
 import imageio.v2 as imageio
 import jax
@@ -181,8 +182,9 @@ def _check_videos(workdir, frames: int, episodes: int):
   """The MP4s of the evaluation at `frames`: one per episode, each with the episode's agent steps + 1 images."""
   rows = [r for r in recorder_lib.read_eval(workdir) if int(r["frames"]) == frames]
   for k in range(episodes):
-    reader = imageio.get_reader(video.video_path(workdir, frames, k))
-    images = list(reader.iter_data())
+    with warnings.catch_warnings():  # JAX's warning of a fork (ffmpeg's, exec'd at once).
+      warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+      images = list(imageio.get_reader(video.video_path(workdir, frames, k)).iter_data())
     assert len(images) == int(rows[k]["episode_frames"]) // 4 + 1
     assert images[0].shape == (210, 160, 3)  # The full RGB screen.
 
