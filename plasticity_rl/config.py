@@ -33,7 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.game = "Pong"  # One of the 57 (envpool spelling, "Pong" or "Pong-v5") or any envpool Atari task.
   c.variant = "baseline"  # Label written into every result row (sweeps set it).
-  c.seed = 0
+  c.seed = 0  # The run's seed: network init, ε-greedy actions, replay sampling and the envs' seeds (train.env_seed).
   # Seeds trained together in this process (multi_seed.py): seeds seed … seed + num_seeds − 1, each an
   # independent agent writing WORKDIR/seed_<n>/; 1 is a plain single-seed run in WORKDIR.
   c.num_seeds = 1
@@ -45,29 +45,29 @@ def base_config() -> ml_collections.ConfigDict:
   c.env = ml_collections.ConfigDict()
   c.env.protocol = "dqn_zoo"  # Training envs: "dqn_zoo" or "machado" (envs/atari.py).
   c.env.num_envs = 8  # Parallel envpool envs; one agent step of each per loop iteration.
-  c.env.max_episode_frames = 108_000
+  c.env.max_episode_frames = 108_000  # A training episode is cut after this many frames (30 min of play).
 
   c.eval = ml_collections.ConfigDict()
   c.eval.protocol = "dqn_zoo"  # Evaluation envs are separate from training envs.
   c.eval.period_frames = 1_000_000  # Evaluate every this many training frames (and at the end).
   c.eval.num_episodes = 8  # One episode on each of this many eval envs.
   c.eval.final_num_episodes = 0  # Episodes of the evaluation at total_frames (0: num_episodes), e.g. Atari 100k's 100.
-  c.eval.epsilon = 0.01
-  c.eval.max_episode_frames = 108_000
+  c.eval.epsilon = 0.01  # ε of the evaluation's ε-greedy policy.
+  c.eval.max_episode_frames = 108_000  # An evaluation episode is cut after this many frames.
   c.eval.record_video = False  # MP4s of evaluation episodes in WORKDIR/videos/<frames>_ep<k>.mp4 (video.py).
   c.eval.video_frames = ()  # Record the first evaluation at or after each of these frame counts; (): the final one.
   c.eval.video_episodes = 1  # Episodes recorded per recorded evaluation (those of eval envs 0 … k − 1).
 
   c.replay = ml_collections.ConfigDict()
   c.replay.capacity = 1_000_000  # Transitions, over all envs; each 84×84 frame is stored once.
-  c.replay.n_step = 1
+  c.replay.n_step = 1  # n of the n-step return the learner targets (rebuilt from the replay at sample time).
   c.replay.learning_starts_frames = 200_000  # 50k transitions before the first update.
 
   c.learner = ml_collections.ConfigDict()
   c.learner.optimizer = "rmsprop_dqn_zoo"  # Or "adam_dopamine".
   c.learner.learning_rate = config_dict.placeholder(float)  # None: the optimizer preset's.
-  c.learner.batch_size = 32
-  c.learner.gamma = 0.99
+  c.learner.batch_size = 32  # Transitions per gradient update.
+  c.learner.gamma = 0.99  # Discount per agent step.
   c.learner.replay_ratio = 0.25  # Gradient updates per agent step (1 update every 4 steps).
   c.learner.target_update_period_updates = 7_500  # 30k agent steps at replay ratio 0.25.
   c.learner.reward_clip = 1.0  # Learner rewards clipped to ±this; 0 disables clipping.
@@ -83,8 +83,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.learner.augment = "none"
 
   c.exploration = ml_collections.ConfigDict()
-  c.exploration.epsilon_start = 1.0
-  c.exploration.epsilon_end = 0.01
+  c.exploration.epsilon_start = 1.0  # Training ε until learning starts, then decayed linearly …
+  c.exploration.epsilon_end = 0.01  # … to this, reached after decay_frames, and kept.
   c.exploration.decay_frames = 4_000_000  # 1M agent steps, counted after learning starts.
 
   c.network = ml_collections.ConfigDict()
@@ -129,7 +129,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.log = ml_collections.ConfigDict()
   c.log.period_frames = 100_000  # Training scalars and the progress line.
-  c.log.tensorboard = True
+  c.log.tensorboard = True  # Also write the scalars as TensorBoard events in WORKDIR/tb/.
   c.log.wandb = False  # Also log every scalar to Weights & Biases, a run in WORKDIR/wandb/ (pip install wandb).
   c.log.wandb_project = "plasticity_rl"  # The W&B project.
   c.log.wandb_mode = "offline"  # "offline" (sync later with `wandb sync WORKDIR/wandb/offline-run-*`), "online".

@@ -453,7 +453,7 @@ def expansion_config() -> ml_collections.ConfigDict:
     full width. Unverified; the review trigger (slope of the dormant fraction) and its window/tolerance too.
   """
   c = ml_collections.ConfigDict()
-  c.enabled = False
+  c.enabled = False  # Grow and prune units on the schedule below (the network starts at initial_fraction).
   c.initial_fraction = 0.25  # Active units per hidden layer at the start; also the floor of pruning. Unverified.
   c.frames = ()  # Explicit grow-and-prune frames (≥ replay.learning_starts_frames: they need a replay batch).
   c.period_frames = 0  # > 0: also every multiple of this many frames; 0 = only `frames`.

@@ -1,11 +1,23 @@
 """Entry point: python -m plasticity_rl.main --config=configs/dqn.py[:arg] --workdir=DIR [--config.x=y …].
 
+  --config=FILE[:arg]   a config file and its optional argument (configs/dqn.py:demo, configs/compare.py:redo,cpu)
+  --workdir=DIR         the run's directory (config.json, metrics.jsonl, eval.csv, checkpoints/, summary.json);
+                        the same command again resumes the run there
+  --config.x.y=VALUE    overrides one field of that config, e.g. --config.game=Pong, --config.learner.replay_ratio=0.5,
+                        --config.injection.frames='(1000000,)' (tuples in quotes); any number of them
+  --config_help         lists every field of the config (with the overrides): its value and what it means; no run
+                        (plasticity-rl --config=configs/dqn.py --config_help)
+
+At start the console names the overrides (the fields that differ from the config file's values); config.json
+holds the whole config.
+
 Every failure is one line on stderr: "error: …" with exit status 2 for bad input (flags, config, a workdir
 made with another config, one another process is using, damaged files, unusable checkpoints), 1 for a save
 that failed (e.g. a full disk); a run stopped by SIGTERM/SIGINT saves a checkpoint and exits 128 + the
 signal's number. Nothing is written before the config, the workdir and a reincarnation source have been read.
 """
 
+import logging as std_logging
 import os
 import re
 import sys
@@ -16,13 +28,17 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from plasticity_rl import cli
 from plasticity_rl import config as config_lib
+from plasticity_rl import fields as fields_lib
 from plasticity_rl import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A configs/*.py file, with an optional :arg.",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for this run's results and checkpoints.")
-flags.mark_flags_as_required(["config", "workdir"])
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for this run's results and checkpoints (required).")
+_CONFIG_HELP = flags.DEFINE_bool("config_help", False, "List every field of --config's config (value, meaning) and "
+                                 "exit, without a run (no --workdir needed).")
+flags.mark_flags_as_required(["config"])
 
 
 def _fail(message: str, status: int = 2):
@@ -74,6 +90,10 @@ def _config_file_error(path: str | None, error: BaseException) -> str | None:
 
 def _parse_flags(argv):
   """absl's flag parsing, but every error is one line and exit status 2, never a traceback."""
+  if any(arg in cli._HELP for arg in argv[1:]):  # pylint: disable=protected-access
+    flags.FLAGS.mark_as_parsed()
+    cli.print_help(__name__)  # The docstring and this module's flags (absl's lists only __main__'s key flags).
+    sys.exit(0)
   path = _config_file(argv)
   if path and not os.path.isfile(path):
     _fail(f"--config file {path}: no such file" if not os.path.exists(path) else f"--config {path}: not a file")
@@ -96,14 +116,35 @@ def _parse_flags(argv):
     _fail(message)
 
 
+class _QuietBackendProbe(std_logging.Filter):
+  """Drops jax's INFO line for each platform it probes and lacks ("Unable to initialize backend 'tpu': …"); its
+  warnings (e.g. a GPU without a CUDA jaxlib) and errors pass."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno > std_logging.INFO or not str(record.msg).startswith("Unable to initialize backend")
+
+
+def quiet_backend_probe() -> None:
+  logger = std_logging.getLogger("jax._src.xla_bridge")
+  if not any(isinstance(f, _QuietBackendProbe) for f in logger.filters):
+    logger.addFilter(_QuietBackendProbe())
+
+
 def main(argv):
+  quiet_backend_probe()
   if len(argv) > 1:
-    _fail(f"unexpected argument(s) {argv[1:]}: settings are flags (--config.x=…); --helpshort lists them")
+    _fail(f"unexpected argument(s) {argv[1:]}: settings are flags (--config.x=…); --help lists them")
   try:
     config = _CONFIG.value
   except OSError as e:  # config_flags defers a failed load of the file to the first access.
     _fail(f"--config: {_one_line(str(e).splitlines()[-1])}")
+  if _CONFIG_HELP.value:
+    _print_fields(config)
+    return
   workdir = _WORKDIR.value
+  if workdir is None:
+    _fail("flag --workdir is required: the run's directory (--help lists the flags)")
+  overrides = _overrides_line(config)
   try:
     config_lib.validate(config)
     if config.num_seeds > 1:  # --workdir holds the seeds' workdirs (seed_<n>/), each made as a single run's.
@@ -112,6 +153,8 @@ def main(argv):
       workdir_lib.check_workdir(workdir, config)
   except (config_lib.ConfigError, workdir_lib.WorkdirError) as e:
     _fail(_one_line(e))
+  logging.info("%s %s; the whole config: %s", flags.FLAGS["config"].config_filename, overrides,
+               os.path.join(workdir, "config.json" if config.num_seeds == 1 else "seed_<n>/config.json"))
   for summary in _run(config, workdir):
     _print_summary(summary)
 
@@ -122,7 +165,6 @@ def _run(config, workdir: str):
   from plasticity_rl import multi_seed  # pylint: disable=g-import-not-at-top
   from plasticity_rl import recorder as recorder_lib  # pylint: disable=g-import-not-at-top
   from plasticity_rl import train  # pylint: disable=g-import-not-at-top
-  logging.info("config:\n%s", config)
   checkpoint.quiet_orbax_logs()
   lock = None
   try:
@@ -150,6 +192,29 @@ def _run(config, workdir: str):
   finally:
     if lock is not None:
       lock.close()
+
+
+def _preset(path: str, arg: str | None):
+  """The config file's own config (its get_config, before the command line's overrides)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location("plasticity_rl_preset", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def _overrides_line(config) -> str:
+  """'overrides: a.b=1, c=2' (the fields the --config.x flags changed) or 'no overrides'."""
+  holder = flags.FLAGS["config"]
+  path, sep, arg = holder.config_filename.partition(":")  # What config_flags loaded (and how it splits it).
+  return fields_lib.overrides_line(_preset(path, arg if sep else None), config)
+
+
+def _print_fields(config) -> None:
+  lines = fields_lib.listing(config)
+  print(f"{flags.FLAGS['config'].config_filename}: {len(lines)} fields, `field = value  meaning` (the comment "
+        "where config.py defines it); * marks a value other than base_config()'s, set by the file or a --config.x flag")
+  print("\n".join(lines))
 
 
 def _read_source(config, checkpoint):

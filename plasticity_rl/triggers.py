@@ -168,7 +168,7 @@ def adaptive_replay_ratio_config() -> ml_collections.ConfigDict:
   keep the paper's 4× step at the DQN's own scale (0.25 is DQN Zoo's replay ratio).
   """
   c = ml_collections.ConfigDict()
-  c.enabled = False
+  c.enabled = False  # Start at replay ratio `low` and switch to `high` once `metric` settles.
   c.metric = "fau/head"  # The critic's FAU, counted in activation elements (Ma et al.); any plasticity_metrics name.
   c.low = 0.0625  # Replay ratio until the switch (updates per agent step).
   c.high = 0.25  # Replay ratio after it.
