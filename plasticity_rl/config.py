@@ -48,7 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.env.max_episode_frames = 108_000  # A training episode is cut after this many frames (30 min of play).
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.protocol = "dqn_zoo"  # Evaluation envs are separate from training envs.
+  c.eval.protocol = "dqn_zoo"  # Evaluation envs ("dqn_zoo" or "machado"), separate from the training envs.
   c.eval.period_frames = 1_000_000  # Evaluate every this many training frames (and at the end).
   c.eval.num_episodes = 8  # One episode on each of this many eval envs.
   c.eval.final_num_episodes = 0  # Episodes of the evaluation at total_frames (0: num_episodes), e.g. Atari 100k's 100.
@@ -61,15 +61,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.replay = ml_collections.ConfigDict()
   c.replay.capacity = 1_000_000  # Transitions, over all envs; each 84×84 frame is stored once.
   c.replay.n_step = 1  # n of the n-step return the learner targets (rebuilt from the replay at sample time).
-  c.replay.learning_starts_frames = 200_000  # 50k transitions before the first update.
+  c.replay.learning_starts_frames = 200_000  # Frames of acting before the first update (200k: 50k transitions).
 
   c.learner = ml_collections.ConfigDict()
-  c.learner.optimizer = "rmsprop_dqn_zoo"  # Or "adam_dopamine".
-  c.learner.learning_rate = config_dict.placeholder(float)  # None: the optimizer preset's.
+  c.learner.optimizer = "rmsprop_dqn_zoo"  # "rmsprop_dqn_zoo" (DQN Zoo's centered RMSProp) or "adam_dopamine".
+  c.learner.learning_rate = config_dict.placeholder(float)  # The optimizer's step size; None: the optimizer preset's.
   c.learner.batch_size = 32  # Transitions per gradient update.
   c.learner.gamma = 0.99  # Discount per agent step.
   c.learner.replay_ratio = 0.25  # Gradient updates per agent step (1 update every 4 steps).
-  c.learner.target_update_period_updates = 7_500  # 30k agent steps at replay ratio 0.25.
+  c.learner.target_update_period_updates = 7_500  # Updates between target-net copies (7,500: 30k agent steps at 0.25).
   c.learner.reward_clip = 1.0  # Learner rewards clipped to ±this; 0 disables clipping.
   c.learner.double_q = True  # Double DQN's target (online net selects, target net values); False: Q-learning's max.
   # The TD loss (agents/dqn.LOSSES): "dqn_zoo" (gradient clipped to ±grad_error_bound after the batch mean, then
@@ -85,7 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.exploration = ml_collections.ConfigDict()
   c.exploration.epsilon_start = 1.0  # Training ε until learning starts, then decayed linearly …
   c.exploration.epsilon_end = 0.01  # … to this, reached after decay_frames, and kept.
-  c.exploration.decay_frames = 4_000_000  # 1M agent steps, counted after learning starts.
+  c.exploration.decay_frames = 4_000_000  # Frames of the linear ε decay, counted after learning starts (4M: 1M steps).
 
   c.network = ml_collections.ConfigDict()
   c.network.width = 1.0  # Multiplies every hidden layer's width.

@@ -44,6 +44,7 @@ from plasticity_rl import checkpoint as checkpoint_lib
 from plasticity_rl import interventions
 from plasticity_rl import metrics as metrics_lib
 from plasticity_rl import networks
+from plasticity_rl import progress
 from plasticity_rl import provenance as provenance_lib
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import replay as replay_lib
@@ -297,7 +298,9 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
     logging.info("resuming %d seeds at %s frames, %s updates", n, f"{frames:,}", f"{num_updates:,}")
   stacker = atari.FrameStacker(n * num_envs)
   steps = [s.stepper.reset() for s in seeds]
-  throughput = train.Throughput(frames, num_updates)
+  throughput = progress.Throughput(frames, num_updates)
+  compilation = progress.Compilation(throughput)
+  update_name = f"the update ({learner.batching} over {n} seeds)"
 
   def save_checkpoints():
     if seeds[0].checkpointer.steps() and seeds[0].checkpointer.steps()[-1] == frames:
@@ -345,8 +348,8 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
     return True
 
   def apply_intervention(scheduled: interventions.Scheduled) -> None:
-    new_states = []
-    for s, state, seed_obs in zip(seeds, learner.states, np.split(obs, n)):
+    new_states, events, before = [], [], learner.states
+    for s, state, seed_obs in zip(seeds, before, np.split(obs, n)):
       s.surgery_rng, rng = jax.random.split(s.surgery_rng)
       batch = s.replay.sample(config.learner.batch_size) if frames >= learning_starts else None
       probe = batch["obs"] if batch is not None else seed_obs
@@ -356,8 +359,10 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
                "max_abs_dq_target": train.probe_q_change(agent, state.target_params, new.target_params, probe)}
       s.recorder.write(frames, "event", event)
       new_states.append(new)
+      events.append(event)
     learner.set_states(new_states)
-    logging.info("%s @ %s frames on %d seeds", scheduled.name, f"{frames:,}", n)
+    logging.info("%s", progress.event_line(frames, train.param_counts(before[0]), events))
+    compilation.changed(before[0], new_states[0], scheduled.name, frames)
 
   maybe_eval()
   while frames < config.total_frames and not stop():
@@ -376,7 +381,8 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
     if frames >= learning_starts:
       updates_due += num_envs * config.learner.replay_ratio
       while updates_due >= 1.0:
-        info = learner.update([s.replay.sample(config.learner.batch_size) for s in seeds])
+        info = compilation.call(update_name, learner.update,
+                                [s.replay.sample(config.learner.batch_size) for s in seeds], frames=frames)
         info_sum = info if info_sum is None else train.accumulate(info_sum, info)
         info_count += 1
         num_updates += 1
@@ -396,9 +402,10 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
       next_metrics = train.next_multiple(frames, config.metrics.period_frames)
       if frames >= learning_starts:
         for s, state in zip(seeds, learner.states):
-          s.recorder.write(frames, "plasticity", metrics_lib.to_host(metrics_lib.plasticity_metrics(
-              agent, state, s.replay.sample(config.metrics.probe_size), state.init_params,
-              train_batch_size=config.learner.batch_size)))
+          s.recorder.write(frames, "plasticity", metrics_lib.to_host(compilation.call(
+              "the plasticity metrics", metrics_lib.plasticity_metrics, agent, state,
+              s.replay.sample(config.metrics.probe_size), state.init_params,
+              train_batch_size=config.learner.batch_size, frames=frames)))
 
     if frames >= next_log:
       next_log += config.log.period_frames
@@ -416,9 +423,14 @@ def _train_seeds(config, workdir: str, seeds: list[_Seed], stop: train.StopSigna
       info_sum, info_count = None, 0
       returns = [f"{np.mean(s.recent_returns):.1f}" if s.recent_returns else "-" for s in seeds]
       logging.info("frames %s/%s (%.0f%%) | %d seeds × %.0f fps = %.0f fps | %.1f upd/s per seed | ε %.3f | "
-                   "return %s | ETA %s", f"{frames:,}", f"{config.total_frames:,}", 100 * frames / config.total_frames,
+                   "return %s | %s", f"{frames:,}", f"{config.total_frames:,}", 100 * frames / config.total_frames,
                    n, rates["fps"], n * rates["fps"], rates["updates_per_s"], epsilon, " / ".join(returns),
-                   throughput.eta(frames, config.total_frames))
+                   throughput.eta(frames, config.total_frames, learning_starts))
+    elif throughput.early_line(frames):  # Console only: the metrics rows keep the log period.
+      logging.info("frames %s/%s (%.0f%%) | %d seeds × %.0f fps | ε %.3f | return %s | %s", f"{frames:,}",
+                   f"{config.total_frames:,}", 100 * frames / config.total_frames, n, throughput.rate(frames) or 0,
+                   epsilon, " / ".join(f"{np.mean(s.recent_returns):.1f}" if s.recent_returns else "-" for s in seeds),
+                   throughput.eta(frames, config.total_frames, learning_starts))
 
     if not maybe_eval():
       break

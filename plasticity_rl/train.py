@@ -38,6 +38,7 @@ from plasticity_rl import expansion
 from plasticity_rl import interventions
 from plasticity_rl import metrics as metrics_lib
 from plasticity_rl import networks
+from plasticity_rl import progress
 from plasticity_rl import provenance as provenance_lib
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import replay as replay_lib
@@ -120,24 +121,6 @@ def record_eval(recorder: recorder_lib.Recorder, results: list[tuple[float, int]
   mean = float(np.mean([r for r, _ in results]))
   recorder.write(frames, "eval", {"episode_return_mean": mean, "episodes": len(results)})
   return mean
-
-
-class Throughput:
-  def __init__(self, frames: int, updates: int):
-    self.time, self.frames, self.updates = time.time(), frames, updates
-    self.start_time, self.start_frames = self.time, frames
-
-  def tick(self, frames: int, updates: int) -> dict[str, float]:
-    now = time.time()
-    dt = max(now - self.time, 1e-9)
-    out = {"fps": (frames - self.frames) / dt, "updates_per_s": (updates - self.updates) / dt}
-    self.time, self.frames, self.updates = now, frames, updates
-    return out
-
-  def eta(self, frames: int, total: int) -> str:
-    rate = (frames - self.start_frames) / max(time.time() - self.start_time, 1e-9)
-    seconds = int((total - frames) / rate) if rate > 0 else 0
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 accumulate = jax.jit(lambda total, info: jax.tree.map(jnp.add, total, info))
@@ -241,6 +224,8 @@ def train(config, workdir: str, reincarnated: checkpoint_lib.Restored | None = N
 def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop: StopSignals,
            reincarnated: checkpoint_lib.Restored | None = None) -> dict[str, Any]:
   game, num_envs = config.game, config.env.num_envs
+  logging.info("%s on %s: making the envs (%d training, %d evaluation), the replay and the agent…", game,
+               jax.default_backend(), num_envs, config.eval.num_episodes)
   eval_envs = evaluation_envs(config, config.seed)
   agent = dqn.make_agent(config, eval_envs.action_space.n)
   resumed = checkpointer.restore(optimizer=agent.optimizer, with_replay=config.checkpoint.save_replay)
@@ -274,6 +259,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
   source, load = resumed, "all"
   if resumed is None and config.reincarnate.path:
     source, load = reincarnated or checkpoint_lib.reincarnate(config, agent), config.reincarnate.load
+    logging.info("%s", progress.reincarnation_line(source.path, source.loop["frames"], load))
   if source is not None:
     state = source.train_state(state, agent.optimizer, load)
     if source.replay is not None and load in ("params+optimizer+replay", "all"):
@@ -325,7 +311,8 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
   stacker = atari.FrameStacker(num_envs)
   episodes = Episodes.zeros(num_envs)
   step = stepper.reset()
-  throughput = Throughput(frames, num_updates)
+  throughput = progress.Throughput(frames, num_updates)
+  compilation = progress.Compilation(throughput)
 
   def save_checkpoint():
     if checkpointer.steps() and checkpointer.steps()[-1] == frames:
@@ -372,7 +359,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
     surgery_rng, rng = jax.random.split(surgery_rng)
     batch = replay.sample(config.learner.batch_size) if frames >= learning_starts else None
     probe = batch["obs"] if batch is not None else obs
-    before = state
+    before, counts = state, param_counts(state)
     if name == "expansion" and batch is not None:  # Dormant units among the active ones, before pruning.
       count, fraction = expansion.dormant_count_jit(agent.network, before, batch["obs"],
                                                     tau=config.expansion.prune_tau)
@@ -385,13 +372,15 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
              "max_abs_dq": probe_q_change(agent, before.params, state.params, probe),
              "max_abs_dq_target": probe_q_change(agent, before.target_params, state.target_params, probe)}
     recorder.write(frames, "event", event)
-    logging.info("%s @ %s frames: %s", name, f"{frames:,}", event)
+    logging.info("%s", progress.event_line(frames, counts, [event]))
+    compilation.changed(before, state, name, frames)
 
   def measure_plasticity() -> None:
     nonlocal trigger, replay_ratio_state
-    row = metrics_lib.to_host(metrics_lib.plasticity_metrics(
-        agent, state, replay.sample(config.metrics.probe_size), state.init_params,
-        train_batch_size=config.learner.batch_size))
+    row = metrics_lib.to_host(compilation.call(
+        "the plasticity metrics", metrics_lib.plasticity_metrics, agent, state,
+        replay.sample(config.metrics.probe_size), state.init_params, train_batch_size=config.learner.batch_size,
+        frames=frames))
     recorder.write(frames, "plasticity", row)
     trigger, fire = triggers.update_trigger(trigger, frames, row.get(trigger.spec.metric))
     if fire:
@@ -426,7 +415,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
       while updates_due >= 1.0:
         batch = review.sample(replay, config.learner.batch_size) if review else replay.sample(
             config.learner.batch_size)
-        state, info = agent.update(state, batch)  # Async dispatch: computes while the envs step.
+        state, info = compilation.call("the update", agent.update, state, batch, frames=frames)  # Runs async.
         info_sum = info if info_sum is None else accumulate(info_sum, info)
         info_count += 1
         num_updates += 1
@@ -459,11 +448,17 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
         scalars["episode_return_recent"] = float(np.mean(recent_returns))
       recorder.write(frames, "train", scalars)
       recorder.flush()
-      logging.info("frames %s/%s (%.0f%%) | %.0f fps | %.1f upd/s | ε %.3f | return %s | loss %s | ETA %s",
+      logging.info("frames %s/%s (%.0f%%) | %.0f fps | %.1f upd/s | ε %.3f | return %s | loss %s | %s",
                    f"{frames:,}", f"{config.total_frames:,}", 100 * frames / config.total_frames, scalars["fps"],
                    scalars["updates_per_s"], epsilon,
                    f"{scalars['episode_return_recent']:.1f}" if recent_returns else "-",
-                   f"{scalars['loss']:.4f}" if "loss" in scalars else "-", throughput.eta(frames, config.total_frames))
+                   f"{scalars['loss']:.4f}" if "loss" in scalars else "-",
+                   throughput.eta(frames, config.total_frames, learning_starts))
+    elif throughput.early_line(frames):  # Console only: the metrics rows keep the log period.
+      logging.info("frames %s/%s (%.0f%%) | %.0f fps | ε %.3f | return %s | %s", f"{frames:,}",
+                   f"{config.total_frames:,}", 100 * frames / config.total_frames, throughput.rate(frames) or 0,
+                   epsilon, f"{np.mean(recent_returns):.1f}" if recent_returns else "-",
+                   throughput.eta(frames, config.total_frames, learning_starts))
 
     if not maybe_eval():
       break
