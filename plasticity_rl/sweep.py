@@ -782,12 +782,53 @@ class _Progress:
     self.out.flush()
     self.last = time.time()
 
-  def tick(self, running: int, started: dict[str, float]) -> None:
-    """`running` runs in the processes `started` ({name: start time})."""
+  def tick(self, running: int, started: dict[str, float], workdirs: dict[str, str] | None = None) -> None:
+    """`running` runs in the processes `started` ({name: start time}); `workdirs` ({name: a workdir of its
+    runs}): where each one's frames and ETA are read (`run_progress`)."""
     if time.time() - self.last >= self.every_s:
-      ages = ", ".join(f"{name} {datetime.timedelta(seconds=int(time.time() - t0))}"
-                       for name, t0 in list(started.items())[:4])
-      self.line(running, f"running: {ages}" + (" …" if len(started) > 4 else ""))
+      workdirs = workdirs or {}
+      ages = []
+      for name, t0 in list(started.items())[:4]:
+        where = run_progress(workdirs[name]) if name in workdirs else None
+        ages.append(f"{name} {datetime.timedelta(seconds=int(time.time() - t0))}" + (f" ({where})" if where else ""))
+      self.line(running, f"running: {', '.join(ages)}" + (" …" if len(started) > 4 else ""))
+
+
+def tail_rows(path: str, max_bytes: int = 65_536) -> list[dict[str, Any]]:
+  """The whole JSON rows among the last `max_bytes` of a JSON-lines file (a row being written is skipped)."""
+  try:
+    with open(path, "rb") as f:
+      size = f.seek(0, os.SEEK_END)
+      f.seek(max(0, size - max_bytes))
+      lines = f.read().split(b"\n")
+  except OSError:
+    return []
+  rows = []
+  for line in lines[1:] if size > max_bytes else lines:  # The first line read may be cut.
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(row, dict):
+      rows.append(row)
+  return rows
+
+
+def run_progress(workdir: str) -> str | None:
+  """'312,000/400,000 frames (78%), ETA 0:03:10' from a running run's metrics.jsonl tail and config.json: the
+  newest row's frames, and the frames left at the fps of its newest train row; None before its first row."""
+  rows = tail_rows(os.path.join(workdir, "metrics.jsonl"))
+  if not rows:
+    return None
+  frames = int(rows[-1].get("frames", 0))
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      total = int(json.load(f)["total_frames"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return f"{frames:,} frames"
+  fps = next((r["fps"] for r in reversed(rows) if r.get("kind") == "train" and r.get("fps")), None)
+  eta = f", ETA {datetime.timedelta(seconds=int(max(total - frames, 0) / fps))}" if fps else ""
+  return f"{frames:,}/{total:,} frames ({100 * frames / max(total, 1):.0f}%){eta}"
 
 
 def _counts(processes: Sequence[Process]) -> str:
@@ -865,7 +906,8 @@ def run_local(runs: Sequence[Run], manifest: Manifest, parallel: int = 1, gpus: 
           tail = log_tail(process.log)
           progress.line(runs_running(), f"FAILED {name} ({problem}, after {took}); log: {process.log}" +
                         ("\n    " + tail.replace("\n", "\n    ") if tail else ""))
-      progress.tick(runs_running(), {name: t0 for name, (_, t0, _, _) in running.items()})
+      progress.tick(runs_running(), {name: t0 for name, (_, t0, _, _) in running.items()},
+                    {name: process.runs[0].workdir for name, (_, _, _, process) in running.items()})
   except KeyboardInterrupt:
     out.write(f"\ninterrupted: stopping {len(running)} process(es); launch again with the same flags to resume\n")
     for proc, _, _, process in running.values():
@@ -1008,7 +1050,8 @@ def wait_jobs(submitted: Sequence[tuple[Process, Any]], manifest: Manifest, out:
         manifest.update(*names, status="failed", finished=_now(), error=lines[-1] if lines else "")
         progress.line(pending_runs(), f"FAILED {name} (job {job.job_id}); log: {process.log}; "
                       f"submitit log: {job.paths.stderr}")
-    progress.tick(pending_runs(), {n: progress.start for n in pending})
+    progress.tick(pending_runs(), {n: progress.start for n in pending},
+                  {n: process.runs[0].workdir for n, (process, _) in pending.items()})
   out.write(f"finished: {progress.done} done, {progress.failed} failed\n")
   for process, job in failures:
     out.write(f"  FAILED {process.name}: log {process.log}; submitit log {job.paths.stderr}\n")
