@@ -68,7 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.learner.learning_rate = config_dict.placeholder(float)  # The optimizer's step size; None: the optimizer preset's.
   c.learner.batch_size = 32  # Transitions per gradient update.
   c.learner.gamma = 0.99  # Discount per agent step.
-  c.learner.replay_ratio = 0.25  # Gradient updates per agent step (1 update every 4 steps).
+  c.learner.replay_ratio = 0.25  # Gradient updates per agent step (0.25: one update every 4 steps).
   c.learner.target_update_period_updates = 7_500  # Updates between target-net copies (7,500: 30k agent steps at 0.25).
   c.learner.reward_clip = 1.0  # Learner rewards clipped to ±this; 0 disables clipping.
   c.learner.double_q = True  # Double DQN's target (online net selects, target net values); False: Q-learning's max.

@@ -1,4 +1,4 @@
-"""Entry point: python -m plasticity_rl.main --config=configs/dqn.py[:arg] --workdir=DIR [--config.x=y …].
+"""One run: plasticity-rl --config=FILE[:arg] --workdir=DIR [--config.x=y …] (= python -m plasticity_rl.main).
 
   --config=FILE[:arg]   a config file and its optional argument (configs/dqn.py:demo, configs/compare.py:redo,cpu)
   --workdir=DIR         the run's directory (config.json, metrics.jsonl, eval.csv, checkpoints/, summary.json);
