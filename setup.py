@@ -39,7 +39,7 @@ setuptools.setup(
     },
     entry_points={
         "console_scripts": [
-            "plasticity-rl=plasticity_rl.cli:run_main",
+            "plasticity-rl=plasticity_rl.main:run",
             "plasticity-rl-aggregate=plasticity_rl.analysis.aggregate:run",
             "plasticity-rl-reproduce=plasticity_rl.reproduce:run",
             "plasticity-rl-sweep=plasticity_rl.launch_sweep:run",

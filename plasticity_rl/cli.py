@@ -77,9 +77,14 @@ def print_help(module_name: str) -> None:
   print("flags:\n" + ("\n".join(lines) if lines else "  (none)") + "\n\n--helpfull lists absl's own flags too.")
 
 
+def wants_help(argv: Sequence[str]) -> bool:
+  """Whether argv asks for --help (or -h, --helpshort, -?)."""
+  return any(arg in _HELP for arg in argv[1:])
+
+
 def parse_flags(argv: Sequence[str], module_name: str) -> list[str]:
   """absl's parsing of argv (--config resolved), --help handled, every error one line, exit 2; returns the rest."""
-  if any(arg in _HELP for arg in argv[1:]):
+  if wants_help(argv):
     flags.FLAGS.mark_as_parsed()
     print_help(module_name)
     sys.exit(0)
@@ -101,9 +106,3 @@ def run(main: Callable[[list[str]], int | None], module_name: str,
   parser = parse or (lambda args: parse_flags(args, module_name))
   app.run(main, argv=list(argv) if argv is not None else None, flags_parser=parser)
 
-
-def run_main() -> None:
-  """The `plasticity-rl` command: plasticity_rl.main, with its --config resolved against the package's configs."""
-  sys.argv = resolve_config_args(sys.argv)
-  from plasticity_rl import main  # pylint: disable=g-import-not-at-top
-  main.run()

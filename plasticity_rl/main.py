@@ -41,15 +41,6 @@ _CONFIG_HELP = flags.DEFINE_bool("config_help", False, "List every field of --co
 flags.mark_flags_as_required(["config"])
 
 
-def _fail(message: str, status: int = 2):
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(status)
-
-
-def _one_line(text: str) -> str:
-  return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
-
-
 def _unknown_field_message(argv, error: Exception) -> str:
   """Names the --config.x override whose field the config lacks (config_flags raises a bare KeyError)."""
   while error.args and isinstance(error.args[0], Exception):  # AttributeError(KeyError(KeyError(…))).
@@ -84,19 +75,20 @@ def _config_file_error(path: str | None, error: BaseException) -> str | None:
   lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
            if os.path.abspath(frame.filename) == path]
   if lines:
-    return f"--config file {path} line {lines[-1]}: {type(error).__name__}: {_one_line(error)}"
+    return f"--config file {path} line {lines[-1]}: {type(error).__name__}: {cli.one_line(error)}"
   return None
 
 
 def _parse_flags(argv):
   """absl's flag parsing, but every error is one line and exit status 2, never a traceback."""
-  if any(arg in cli._HELP for arg in argv[1:]):  # pylint: disable=protected-access
+  argv = cli.resolve_config_args(argv)  # A --config path not found here is looked up in the package's configs.
+  if cli.wants_help(argv):
     flags.FLAGS.mark_as_parsed()
     cli.print_help(__name__)  # The docstring and this module's flags (absl's lists only __main__'s key flags).
     sys.exit(0)
   path = _config_file(argv)
   if path and not os.path.isfile(path):
-    _fail(f"--config file {path}: no such file" if not os.path.exists(path) else f"--config {path}: not a file")
+    cli.fail(f"--config file {path}: no such file" if not os.path.exists(path) else f"--config {path}: not a file")
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
@@ -106,14 +98,14 @@ def _parse_flags(argv):
       frames = [m for m in (re.search(r'File "([^"]*)", line (\d+)', line) for line in lines) if m]
       where = [m.group(2) for m in frames if path and os.path.abspath(m.group(1)) == os.path.abspath(path)]
       message = f"--config file {path}" + (f" line {where[-1]}" if where else "") + f": {lines[-1].strip()}"
-    _fail(_one_line(message))
+    cli.fail(cli.one_line(message))
   except (AttributeError, KeyError) as e:  # config_flags: --config.x=… where the config has no field x.
-    _fail(_config_file_error(path, e) or _one_line(_unknown_field_message(argv, e)))
+    cli.fail(_config_file_error(path, e) or cli.one_line(_unknown_field_message(argv, e)))
   except Exception as e:  # pylint: disable=broad-except  (the config file failed to load, e.g. SyntaxError)
     message = _config_file_error(path, e)
     if message is None:
       raise
-    _fail(message)
+    cli.fail(message)
 
 
 class _QuietBackendProbe(std_logging.Filter):
@@ -133,17 +125,17 @@ def quiet_backend_probe() -> None:
 def main(argv):
   quiet_backend_probe()
   if len(argv) > 1:
-    _fail(f"unexpected argument(s) {argv[1:]}: settings are flags (--config.x=…); --help lists them")
+    cli.fail(f"unexpected argument(s) {argv[1:]}: settings are flags (--config.x=…); --help lists them")
   try:
     config = _CONFIG.value
   except OSError as e:  # config_flags defers a failed load of the file to the first access.
-    _fail(f"--config: {_one_line(str(e).splitlines()[-1])}")
+    cli.fail(f"--config: {cli.one_line(str(e).splitlines()[-1])}")
   if _CONFIG_HELP.value:
     _print_fields(config)
     return
   workdir = _WORKDIR.value
   if workdir is None:
-    _fail("flag --workdir is required: the run's directory (--help lists the flags)")
+    cli.fail("flag --workdir is required: the run's directory (--help lists the flags)")
   overrides = _overrides_line(config)
   try:
     config_lib.validate(config)
@@ -152,7 +144,7 @@ def main(argv):
     else:
       workdir_lib.check_workdir(workdir, config)
   except (config_lib.ConfigError, workdir_lib.WorkdirError) as e:
-    _fail(_one_line(e))
+    cli.fail(cli.one_line(e))
   logging.info("%s %s; the whole config: %s", flags.FLAGS["config"].config_filename, overrides,
                os.path.join(workdir, "config.json" if config.num_seeds == 1 else "seed_<n>/config.json"))
   for summary in _run(config, workdir):
@@ -177,15 +169,15 @@ def _run(config, workdir: str):
     workdir_lib.prepare_workdir(workdir, config)  # Checked again, under the lock.
     return [train.train(config, workdir, reincarnated=reincarnated)]
   except (checkpoint.CheckpointError, workdir_lib.WorkdirError) as e:
-    _fail(_one_line(e))
+    cli.fail(cli.one_line(e))
   except checkpoint.SaveError as e:  # Its rows go too, as a resume would drop them: none for a save not made.
     recorder_lib.truncate(os.path.dirname(e.directory), -1 if e.saved is None else e.saved)
-    _fail(_one_line(e), status=1)
+    cli.fail(cli.one_line(e), status=1)
   except OSError as e:  # A full disk under metrics.jsonl or summary.json (other OSErrors keep their traceback).
     if not workdir_lib.is_disk_full(e):
       raise
     where = e.filename or workdir
-    _fail(f"{where}: {e.strerror or e} ({workdir_lib.free_space(where)})", status=1)
+    cli.fail(f"{where}: {e.strerror or e} ({workdir_lib.free_space(where)})", status=1)
   except train.Preempted as e:  # A checkpoint is saved; exit like the signal would (128 + its number).
     print(f"{e}", file=sys.stderr)
     sys.exit(128 + e.signum)
