@@ -1,5 +1,6 @@
 """Tests of plasticity_rl.analysis: loading, scores, rliable aggregates, CLI."""
 
+import json
 import os
 import subprocess
 import sys
@@ -379,3 +380,23 @@ def test_analysis_does_not_import_training_code():
           "print(sorted({m.split('.')[0] for m in sys.modules} & {'jax', 'flax', 'optax', 'envpool'}))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
   assert out.stdout.strip() == "[]"
+
+
+def test_learning_curve_reads_metrics_as_the_recorder_does(tmp_path):
+  """A torn last line (a run killed mid-write) is left out; a damaged line is an error naming it, not a traceback."""
+  from plasticity_rl import workdir as workdir_lib
+  from plasticity_rl.analysis import learning_curve
+  rows = [{"frames": 1000, "kind": "episode", "episode_return": 2.0},
+          {"frames": 2000, "kind": "event", "name": "injection"},
+          {"frames": 3000, "kind": "episode", "episode_return": 4.0}]
+  (tmp_path / "eval.csv").write_text("game,variant,seed,frames,episode_return,episode_frames\n"
+                                     "Pong,baseline,0,3000,1.5,400\nPong,baseline,0,3000,2.5,500\n")
+  metrics = tmp_path / "metrics.jsonl"
+  metrics.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"frames": 4000, "kind": "epi')
+  episodes, events = learning_curve._metrics(str(tmp_path))  # pylint: disable=protected-access
+  np.testing.assert_array_equal(episodes, [[1000, 2.0], [3000, 4.0]])
+  assert events == [(2000, "injection")]
+  assert os.path.isfile(learning_curve.plot_learning_curve(str(tmp_path)))
+  metrics.write_text(json.dumps(rows[0]) + "\n" + "\x00garbage\n" + json.dumps(rows[2]) + "\n")
+  with pytest.raises(workdir_lib.WorkdirError, match="line 2"):
+    learning_curve.plot_learning_curve(str(tmp_path))

@@ -5,8 +5,6 @@ episodes' returns (a rolling mean) against frames, with every intervention
 event (injection, reset, …) marked by a vertical line and its name.
 """
 
-import csv
-import json
 import os
 
 import matplotlib
@@ -15,30 +13,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from plasticity_rl import recorder  # pylint: disable=g-bad-import-order
+
 
 def _eval_points(workdir: str):
   by_frames: dict[int, list[float]] = {}
-  path = os.path.join(workdir, "eval.csv")
-  if os.path.exists(path):
-    with open(path, newline="") as f:
-      for row in csv.DictReader(f):
-        by_frames.setdefault(int(row["frames"]), []).append(float(row["episode_return"]))
+  if os.path.exists(os.path.join(workdir, "eval.csv")):
+    for row in recorder.read_eval(workdir):
+      by_frames.setdefault(int(row["frames"]), []).append(float(row["episode_return"]))
   frames = np.array(sorted(by_frames), dtype=np.int64)
   returns = [np.array(by_frames[f]) for f in frames]
   return frames, returns
 
 
 def _metrics(workdir: str):
+  """Training episodes and intervention events, read as every reader reads metrics.jsonl (recorder.read_metrics:
+  a torn last line left out, a damaged one an error naming its line)."""
   episodes, events = [], []
-  path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        row = json.loads(line)
-        if row["kind"] == "episode":
-          episodes.append((row["frames"], row["episode_return"]))
-        elif row["kind"] == "event":
-          events.append((row["frames"], row.get("name", "event")))
+  if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    for row in recorder.read_metrics(workdir):
+      if row["kind"] == "episode":
+        episodes.append((row["frames"], row["episode_return"]))
+      elif row["kind"] == "event":
+        events.append((row["frames"], row.get("name", "event")))
   return np.array(episodes, dtype=np.float64).reshape(-1, 2), events
 
 
