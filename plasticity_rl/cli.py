@@ -9,19 +9,61 @@
     commands work from any directory and from an installed package (`config_path`).
 
 A tool: `cli.run(main, __name__)`, or `cli.run(main, __name__, parse=…)` with a parser of its own that
-ends in `cli.parse_flags(argv, __name__)`.
+ends in `cli.parse_flags(argv, __name__)`. Its flags are `_X = cli.flag(flags.DEFINE_…, "x", …)`, defined with
+absl when the tool runs (`cli.run`), not when its module is imported: the tools share flag names (`--runs`,
+`--games`, `--workdir`), and their modules are also libraries that tests and other modules import together.
 """
 
 import os
 import re
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import app
 from absl import flags
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 _HELP = ("--help", "-help", "-h", "--helpshort", "-helpshort", "-?")
+
+
+_PENDING: dict[str, list[Callable[[], Any]]] = {}  # Module name -> its flags' definitions, run by cli.run.
+
+
+class LazyFlag:
+  """A tool's flag (`.value`, as absl's FlagHolder), defined with absl by `define_flags` when the tool runs."""
+
+  def __init__(self, name: str):
+    self.name, self.holder = name, None
+
+  @property
+  def value(self):
+    if self.holder is None:
+      raise RuntimeError(f"flag --{self.name} read before its tool ran (cli.run defines it)")
+    return self.holder.value
+
+
+def flag(define: Callable[..., Any], name: str, *args, required: bool = False, **kwargs) -> LazyFlag:
+  """`define(name, *args, **kwargs)` (a flags.DEFINE_… function), deferred to `define_flags` of the caller's module."""
+  module_name = sys._getframe(1).f_globals["__name__"]  # pylint: disable=protected-access
+  lazy = LazyFlag(name)
+
+  def run():
+    lazy.holder = define(name, *args, module_name=module_name, required=required, **kwargs)
+
+  _PENDING.setdefault(module_name, []).append(run)
+  return lazy
+
+
+def mark_required(names: Sequence[str]) -> None:
+  """flags.mark_flags_as_required(names), deferred with the caller's module's flags."""
+  module_name = sys._getframe(1).f_globals["__name__"]  # pylint: disable=protected-access
+  _PENDING.setdefault(module_name, []).append(lambda: flags.mark_flags_as_required(list(names)))
+
+
+def define_flags(module_name: str) -> None:
+  """Defines the flags `flag` deferred for `module_name` (once)."""
+  for run in _PENDING.pop(module_name, []):
+    run()
 
 
 def one_line(text) -> str:
@@ -103,6 +145,7 @@ def no_arguments(argv: Sequence[str]) -> None:
 def run(main: Callable[[list[str]], int | None], module_name: str,
         parse: Callable[[list[str]], list[str]] | None = None, argv: Sequence[str] | None = None) -> None:
   """app.run(main) with this module's parsing (or `parse`); main's return value is the exit status."""
+  define_flags(module_name)
   parser = parse or (lambda args: parse_flags(args, module_name))
   app.run(main, argv=list(argv) if argv is not None else None, flags_parser=parser)
 

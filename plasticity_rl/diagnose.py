@@ -30,14 +30,14 @@ from plasticity_rl import cli
 from plasticity_rl import sweep
 from plasticity_rl.analysis import diagnosis
 
-_SOURCE = flags.DEFINE_string("source", None, "A workdir (its newest checkpoint) or one checkpoints/<frames> dir.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "The diagnosis directory (branches continue/ and inject/, reports).")
-_EXTRA = flags.DEFINE_integer("extra_frames", None, "Frames each branch trains after the checkpoint.")
-_WINDOW = flags.DEFINE_integer("window_frames", None, "Frames before the branch point averaged as 'before' "
+_SOURCE = cli.flag(flags.DEFINE_string, "source", None, "A workdir (its newest checkpoint) or one checkpoints/<frames> dir.")
+_WORKDIR = cli.flag(flags.DEFINE_string, "workdir", None, "The diagnosis directory (branches continue/ and inject/, reports).")
+_EXTRA = cli.flag(flags.DEFINE_integer, "extra_frames", None, "Frames each branch trains after the checkpoint.")
+_WINDOW = cli.flag(flags.DEFINE_integer, "window_frames", None, "Frames before the branch point averaged as 'before' "
                                "(default: --extra_frames).")
-_CONFIG = flags.DEFINE_string("config", None, "A configs/*.py[:arg] for both branches (default: the source's own).")
-_PARALLEL = flags.DEFINE_boolean("parallel", False, "Run both branches at once (one GPU each when there are GPUs).")
-flags.mark_flags_as_required(["source", "workdir", "extra_frames"])
+_CONFIG = cli.flag(flags.DEFINE_string, "config", None, "A configs/*.py[:arg] for both branches (default: the source's own).")
+_PARALLEL = cli.flag(flags.DEFINE_boolean, "parallel", False, "Run both branches at once (one GPU each when there are GPUs).")
+cli.mark_required(["source", "workdir", "extra_frames"])
 
 SAVED_CONFIG = os.path.join(cli.CONFIGS_DIR, "saved.py")
 # Fields the diagnosis sets itself; an override of one (or of a field under it) is an error.

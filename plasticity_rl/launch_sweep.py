@@ -35,51 +35,51 @@ from absl import flags
 from plasticity_rl import cli
 from plasticity_rl import sweep
 
-_CONFIG = flags.DEFINE_string("config", None, "Base config: a configs/*.py file with an optional :arg.")
-_ROOT = flags.DEFINE_string("root", None, "Sweep directory: workdirs, logs and sweep.json go here.")
-_GAMES = flags.DEFINE_list("games", None, "Games and/or sets: atari57, atari26, atari5 (e.g. atari5,Pong).")
-_VARIANTS = flags.DEFINE_list("variants", ["baseline"], "Variant names from --variants_file.")
-_SEEDS = flags.DEFINE_list("seeds", None, "Seeds, e.g. 0,1,2.")
-_NUM_SEEDS = flags.DEFINE_integer("num_seeds", None, "Seeds 0..N-1 (instead of --seeds).")
-_SEEDS_PER_PROCESS = flags.DEFINE_integer(
+_CONFIG = cli.flag(flags.DEFINE_string, "config", None, "Base config: a configs/*.py file with an optional :arg.")
+_ROOT = cli.flag(flags.DEFINE_string, "root", None, "Sweep directory: workdirs, logs and sweep.json go here.")
+_GAMES = cli.flag(flags.DEFINE_list, "games", None, "Games and/or sets: atari57, atari26, atari5 (e.g. atari5,Pong).")
+_VARIANTS = cli.flag(flags.DEFINE_list, "variants", ["baseline"], "Variant names from --variants_file.")
+_SEEDS = cli.flag(flags.DEFINE_list, "seeds", None, "Seeds, e.g. 0,1,2.")
+_NUM_SEEDS = cli.flag(flags.DEFINE_integer, "num_seeds", None, "Seeds 0..N-1 (instead of --seeds).")
+_SEEDS_PER_PROCESS = cli.flag(flags.DEFINE_integer, 
     "seeds_per_process", 1, "Train up to this many consecutive seeds of a game and variant in one process "
     "(config.num_seeds; each seed keeps its seed_<n> workdir). --parallel and Slurm jobs count processes.")
-_OVERRIDE = flags.DEFINE_multi_string("override", [], "field=value for every run (repeatable); "
+_OVERRIDE = cli.flag(flags.DEFINE_multi_string, "override", [], "field=value for every run (repeatable); "
                                       "the same as a --config.field=value argument.")
-_VARIANTS_FILE = flags.DEFINE_string("variants_file", os.path.join(cli.CONFIGS_DIR, "variants.py"),
+_VARIANTS_FILE = cli.flag(flags.DEFINE_string, "variants_file", os.path.join(cli.CONFIGS_DIR, "variants.py"),
                                      "Python file defining the variants (get_variant, allowed).")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the runs and their status; launch and write nothing.")
-_RUNNER = flags.DEFINE_enum("runner", "local", ["local", "slurm"], "local: subprocesses here; slurm: submitit.")
+_DRY_RUN = cli.flag(flags.DEFINE_bool, "dry_run", False, "Print the runs and their status; launch and write nothing.")
+_RUNNER = cli.flag(flags.DEFINE_enum, "runner", "local", ["local", "slurm"], "local: subprocesses here; slurm: submitit.")
 # local runner
-_PARALLEL = flags.DEFINE_integer("parallel", None, "local: concurrent processes (default: one per GPU, else 1).")
-_GPUS = flags.DEFINE_list("gpus", None, "local: GPU ids to pin processes to, round-robin (default: "
+_PARALLEL = cli.flag(flags.DEFINE_integer, "parallel", None, "local: concurrent processes (default: one per GPU, else 1).")
+_GPUS = cli.flag(flags.DEFINE_list, "gpus", None, "local: GPU ids to pin processes to, round-robin (default: "
                           "CUDA_VISIBLE_DEVICES, else nvidia-smi -L; --gpus= for CPU only).")
-_PROGRESS_S = flags.DEFINE_float("progress_s", 60.0, "Print a status line at least this often (seconds) "
+_PROGRESS_S = cli.flag(flags.DEFINE_float, "progress_s", 60.0, "Print a status line at least this often (seconds) "
                                   "while runs are going.")
 # slurm runner (submitit)
-_CLUSTER = flags.DEFINE_enum("submitit_cluster", "slurm", ["slurm", "local", "debug"],
+_CLUSTER = cli.flag(flags.DEFINE_enum, "submitit_cluster", "slurm", ["slurm", "local", "debug"],
                              "slurm: sbatch job array; local/debug: submitit's executors on this machine (tests).")
-_TIMEOUT_MIN = flags.DEFINE_integer("timeout_min", 24 * 60, "slurm: time limit per job (one process; minutes); "
+_TIMEOUT_MIN = cli.flag(flags.DEFINE_integer, "timeout_min", 24 * 60, "slurm: time limit per job (one process; minutes); "
                                     "a job that reaches it is requeued and resumes.")
-_PARTITION = flags.DEFINE_string("slurm_partition", None, "slurm: partition.")
-_ACCOUNT = flags.DEFINE_string("slurm_account", None, "slurm: account.")
-_QOS = flags.DEFINE_string("slurm_qos", None, "slurm: QOS.")
-_CONSTRAINT = flags.DEFINE_string("slurm_constraint", None, "slurm: node constraint, e.g. a100.")
-_ARRAY_PARALLELISM = flags.DEFINE_integer("slurm_array_parallelism", 256, "slurm: max jobs of the array at once.")
-_GPUS_PER_RUN = flags.DEFINE_integer("gpus_per_run", 1, "slurm: GPUs per job (one process: one run, or "
+_PARTITION = cli.flag(flags.DEFINE_string, "slurm_partition", None, "slurm: partition.")
+_ACCOUNT = cli.flag(flags.DEFINE_string, "slurm_account", None, "slurm: account.")
+_QOS = cli.flag(flags.DEFINE_string, "slurm_qos", None, "slurm: QOS.")
+_CONSTRAINT = cli.flag(flags.DEFINE_string, "slurm_constraint", None, "slurm: node constraint, e.g. a100.")
+_ARRAY_PARALLELISM = cli.flag(flags.DEFINE_integer, "slurm_array_parallelism", 256, "slurm: max jobs of the array at once.")
+_GPUS_PER_RUN = cli.flag(flags.DEFINE_integer, "gpus_per_run", 1, "slurm: GPUs per job (one process: one run, or "
                                      "--seeds_per_process seeds, sharded over its GPUs).")
-_CPUS_PER_RUN = flags.DEFINE_integer("cpus_per_run", 8, "slurm: CPUs per job (one process; envpool uses them).")
-_MEM_GB = flags.DEFINE_integer("mem_gb", 64, "slurm: memory per job (one process; GB); 1M replay frames ≈ 7 GB "
+_CPUS_PER_RUN = cli.flag(flags.DEFINE_integer, "cpus_per_run", 8, "slurm: CPUs per job (one process; envpool uses them).")
+_MEM_GB = cli.flag(flags.DEFINE_integer, "mem_gb", 64, "slurm: memory per job (one process; GB); 1M replay frames ≈ 7 GB "
                                "per seed, so scale it with --seeds_per_process.")
-_SETUP = flags.DEFINE_multi_string("slurm_setup", [], "slurm: shell lines run before each job (module load …).")
-_EXTRA = flags.DEFINE_multi_string("slurm_extra", [], "slurm: extra sbatch parameters as key=value (repeatable).")
-_WAIT = flags.DEFINE_bool("wait", False, "slurm: wait for the jobs and report them "
+_SETUP = cli.flag(flags.DEFINE_multi_string, "slurm_setup", [], "slurm: shell lines run before each job (module load …).")
+_EXTRA = cli.flag(flags.DEFINE_multi_string, "slurm_extra", [], "slurm: extra sbatch parameters as key=value (repeatable).")
+_WAIT = cli.flag(flags.DEFINE_bool, "wait", False, "slurm: wait for the jobs and report them "
                           "(always on with --submitit_cluster=local).")
-_SIGNAL_DELAY_S = flags.DEFINE_integer("slurm_signal_delay_s", 180, "slurm: the job is warned (SIGUSR2) this long "
+_SIGNAL_DELAY_S = cli.flag(flags.DEFINE_integer, "slurm_signal_delay_s", 180, "slurm: the job is warned (SIGUSR2) this long "
                                        "before its time limit, to checkpoint and requeue.")
-_GRACE_S = flags.DEFINE_float("grace_s", 150.0, "slurm: when warned, seconds the run gets to save a checkpoint and "
+_GRACE_S = cli.flag(flags.DEFINE_float, "grace_s", 150.0, "slurm: when warned, seconds the run gets to save a checkpoint and "
                               "stop (after SIGTERM) before SIGKILL; keep it below --slurm_signal_delay_s.")
-flags.mark_flags_as_required(["config", "root", "games"])
+cli.mark_required(["config", "root", "games"])
 
 _CONFIG_ARGS: list[str] = []  # --config.x=y arguments, taken out before absl parses the rest.
 

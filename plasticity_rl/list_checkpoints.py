@@ -17,10 +17,10 @@ from absl import flags
 from plasticity_rl import checkpoint
 from plasticity_rl import cli
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir, its checkpoints/ directory, or a multi-seed "
+_WORKDIR = cli.flag(flags.DEFINE_string, "workdir", None, "A run's workdir, its checkpoints/ directory, or a multi-seed "
                                "run's workdir (every seed_<n>/).")
-_QUICK = flags.DEFINE_boolean("quick", False, "Do not read the replay arrays back.")
-flags.mark_flags_as_required(["workdir"])
+_QUICK = cli.flag(flags.DEFINE_boolean, "quick", False, "Do not read the replay arrays back.")
+cli.mark_required(["workdir"])
 
 
 def _size(path: str) -> int:

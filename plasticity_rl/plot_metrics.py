@@ -24,13 +24,13 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from plasticity_rl import cli  # pylint: disable=g-import-not-at-top
 
-_RUNS = flags.DEFINE_list("runs", None, "Run directories (each with metrics.jsonl), comma-separated.")
-_METRICS = flags.DEFINE_list("metrics", None, "Metric names or fnmatch patterns, comma-separated.")
-_OUT = flags.DEFINE_string("out", None, "Output PNG path.")
-_LABELS = flags.DEFINE_list("labels", None, "Labels, one per run (default: the directory names).")
-_KIND = flags.DEFINE_string("kind", "plasticity", "Row kind to read the metrics from.")
-_COLUMNS = flags.DEFINE_integer("columns", 3, "Subplots per row.", lower_bound=1)
-flags.mark_flags_as_required(["runs", "metrics", "out"])
+_RUNS = cli.flag(flags.DEFINE_list, "runs", None, "Run directories (each with metrics.jsonl), comma-separated.")
+_METRICS = cli.flag(flags.DEFINE_list, "metrics", None, "Metric names or fnmatch patterns, comma-separated.")
+_OUT = cli.flag(flags.DEFINE_string, "out", None, "Output PNG path.")
+_LABELS = cli.flag(flags.DEFINE_list, "labels", None, "Labels, one per run (default: the directory names).")
+_KIND = cli.flag(flags.DEFINE_string, "kind", "plasticity", "Row kind to read the metrics from.")
+_COLUMNS = cli.flag(flags.DEFINE_integer, "columns", 3, "Subplots per row.", lower_bound=1)
+cli.mark_required(["runs", "metrics", "out"])
 
 
 class PlotError(ValueError):

@@ -470,19 +470,19 @@ def keep_results(root: str, keep_dir: str, preset: str, games: Sequence[str], se
   return kept
 
 
-_PRESET = flags.DEFINE_enum("preset", None, sorted(PRESETS), "The preset to run and compare.")
-_GAMES = flags.DEFINE_list("games", None, "Games, comma-separated, e.g. Boxing,Breakout,Seaquest.")
-_SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds, comma-separated.")
-_ROOT = flags.DEFINE_string("root", None, "Sweep directory of the runs.")
-_PARALLEL = flags.DEFINE_integer("parallel", 2, "Runs at a time (default 2: one per core here).", lower_bound=1)
-_RESULTS = flags.DEFINE_multi_string("results", [], "More directories of finished runs (repeatable).")
-_OVERRIDE = flags.DEFINE_multi_string("override", [], "field=value for every run (repeatable; not a "
+_PRESET = cli.flag(flags.DEFINE_enum, "preset", None, sorted(PRESETS), "The preset to run and compare.")
+_GAMES = cli.flag(flags.DEFINE_list, "games", None, "Games, comma-separated, e.g. Boxing,Breakout,Seaquest.")
+_SEEDS = cli.flag(flags.DEFINE_list, "seeds", ["0"], "Seeds, comma-separated.")
+_ROOT = cli.flag(flags.DEFINE_string, "root", None, "Sweep directory of the runs.")
+_PARALLEL = cli.flag(flags.DEFINE_integer, "parallel", 2, "Runs at a time (default 2: one per core here).", lower_bound=1)
+_RESULTS = cli.flag(flags.DEFINE_multi_string, "results", [], "More directories of finished runs (repeatable).")
+_OVERRIDE = cli.flag(flags.DEFINE_multi_string, "override", [], "field=value for every run (repeatable; not a "
                                       "reproduction then: the report says so).")
-_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Report on what has finished; launch nothing.")
-_KEEP = flags.DEFINE_string("keep", None, "Copy each finished run's eval.csv and summary.json here (e.g. "
+_REPORT_ONLY = cli.flag(flags.DEFINE_bool, "report_only", False, "Report on what has finished; launch nothing.")
+_KEEP = cli.flag(flags.DEFINE_string, "keep", None, "Copy each finished run's eval.csv and summary.json here (e.g. "
                             "docs/reproduction, to commit) and read kept runs from it too.")
-_SMOKE = flags.DEFINE_bool("smoke", False, "The preset's :smoke scale (seconds; for tests, not a reproduction).")
-flags.mark_flags_as_required(["preset", "games", "root"])
+_SMOKE = cli.flag(flags.DEFINE_bool, "smoke", False, "The preset's :smoke scale (seconds; for tests, not a reproduction).")
+cli.mark_required(["preset", "games", "root"])
 
 
 def main(argv: Sequence[str]) -> int:

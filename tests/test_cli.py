@@ -121,3 +121,20 @@ def test_a_sweep_root_made_through_the_configs_symlink_reopens_with_the_package_
   assert sweep.Manifest.open(str(tmp_path), f"{os.path.join(cli.CONFIGS_DIR, 'drq_eps.py')}:smoke", []).exists()
   with pytest.raises(sweep.SweepError, match="holds a sweep of --config="):
     sweep.Manifest.open(str(tmp_path), f"{os.path.join(cli.CONFIGS_DIR, 'drq_eps.py')}:cpu", [])
+
+
+def test_the_tools_modules_import_together_and_define_their_flags_when_they_run():
+  """The tools share flag names (--runs, --games, --workdir, --config) and their modules are libraries too: importing
+  all of them in one process (as the test suite does) defines none of their flags; a tool defines its own in cli.run."""
+  modules = ("plasticity_rl.main", "plasticity_rl.reproduce", "plasticity_rl.analysis.aggregate",
+             "plasticity_rl.plot_metrics", "plasticity_rl.diagnose", "plasticity_rl.list_checkpoints",
+             "plasticity_rl.launch_sweep")
+  code = ("import importlib, sys\nfrom absl import flags\nfrom plasticity_rl import cli\n"
+          f"for name in {modules!r}:\n  importlib.import_module(name)\n"
+          "print(sorted(n for n in ('runs', 'games', 'preset', 'source', 'quick', 'root') if n in flags.FLAGS))\n"
+          "cli.define_flags('plasticity_rl.reproduce')\n"
+          "print(sorted(f.name for f in flags.FLAGS.get_flags_for_module('plasticity_rl.reproduce'))[:3])\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.splitlines() == ["[]", "['games', 'keep', 'override']"]

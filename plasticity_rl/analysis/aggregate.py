@@ -231,22 +231,22 @@ def write_outputs(analysis: Analysis, out: str) -> list[str]:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("runs", [], "Run workdirs (a config.json or eval.csv), sweep roots (their sweep.json lists the "
+cli.flag(flags.DEFINE_list, "runs", [], "Run workdirs (a config.json or eval.csv), sweep roots (their sweep.json lists the "
                   "runs), directories above them, or glob patterns of them, comma-separated; quote globs. "
                   "Matches that are no run (tb/ files, logs/, checkpoints/) are skipped and counted.")
-flags.DEFINE_list("csv", [], "Tidy CSVs (game, variant|agent, seed, frames, return|episode_return) or globs.")
-flags.DEFINE_string("out", None, "Output directory for tables, gaps.txt and plots.")
-flags.DEFINE_string("games", None, "Expected games: atari57, atari26, atari5 or a comma-separated list; "
+cli.flag(flags.DEFINE_list, "csv", [], "Tidy CSVs (game, variant|agent, seed, frames, return|episode_return) or globs.")
+cli.flag(flags.DEFINE_string, "out", None, "Output directory for tables, gaps.txt and plots.")
+cli.flag(flags.DEFINE_string, "games", None, "Expected games: atari57, atari26, atari5 or a comma-separated list; "
                     "missing ones are reported and others left out. Default: the games in the data.")
-flags.DEFINE_integer("last_evals", 1, "Final score = mean over each run's last this many evaluation points.")
-flags.DEFINE_integer("reps", 50_000, "Bootstrap repetitions for the aggregate metrics.")
-flags.DEFINE_integer("poi_reps", 2_000, "Bootstrap repetitions for probability of improvement.")
-flags.DEFINE_integer("curve_reps", 5_000, "Bootstrap repetitions for the sample-efficiency curves.")
-flags.DEFINE_integer("profile_reps", 2_000, "Bootstrap repetitions for the performance profiles.")
-flags.DEFINE_integer("seed", 0, "Seed of the bootstrap (NumPy's global RNG, as rliable uses it).")
-flags.DEFINE_list("compare", None, "Variants for probability of improvement, reference first: "
+cli.flag(flags.DEFINE_integer, "last_evals", 1, "Final score = mean over each run's last this many evaluation points.")
+cli.flag(flags.DEFINE_integer, "reps", 50_000, "Bootstrap repetitions for the aggregate metrics.")
+cli.flag(flags.DEFINE_integer, "poi_reps", 2_000, "Bootstrap repetitions for probability of improvement.")
+cli.flag(flags.DEFINE_integer, "curve_reps", 5_000, "Bootstrap repetitions for the sample-efficiency curves.")
+cli.flag(flags.DEFINE_integer, "profile_reps", 2_000, "Bootstrap repetitions for the performance profiles.")
+cli.flag(flags.DEFINE_integer, "seed", 0, "Seed of the bootstrap (NumPy's global RNG, as rliable uses it).")
+cli.flag(flags.DEFINE_list, "compare", None, "Variants for probability of improvement, reference first: "
                   "P(other > reference). Default: every variant vs 'baseline' (or the first).")
-flags.DEFINE_bool("common_games", False, "Aggregate only the games every variant has.")
+cli.flag(flags.DEFINE_bool, "common_games", False, "Aggregate only the games every variant has.")
 
 
 def main(argv: Sequence[str]) -> None:
