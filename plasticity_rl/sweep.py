@@ -412,8 +412,7 @@ def check(runs: Sequence[Run], processes: Sequence[Process] = ()) -> dict[str, s
   single run writes. A bad config (unknown field, impossible value) raises
   SweepError naming the run or process. A workdir that exists with another
   config.json, or non-empty without one, is a *conflict*: returned, for the
-  caller to report. The check is main.py's (`workdir.check_workdir`), so a
-  damaged config.json is a conflict only where main would refuse it.
+  caller to report.
   """
   conflicts, multi = {}, {}
   for process in processes:
@@ -442,10 +441,20 @@ def check(runs: Sequence[Run], processes: Sequence[Process] = ()) -> dict[str, s
         config = parse_config(run.config_args)
       except SweepError as e:
         raise SweepError(f"run {run.name} (variant {run.variant!r}): {e}") from None
-    try:  # main.py's own check: a damaged config.json is judged as main judges it (rebuilt or refused).
-      workdir_lib.check_workdir(run.workdir, config)
-    except workdir_lib.WorkdirError as e:
-      conflicts[run.name] = str(e)
+    path = os.path.join(run.workdir, "config.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        try:
+          old = json.load(f)
+        except json.JSONDecodeError:
+          old = None
+      from plasticity_rl import config as config_lib  # pylint: disable=g-import-not-at-top
+      diff = "unreadable JSON" if old is None else workdir_lib.config_diff(
+          old, json.loads(config.to_json_best_effort()), ignore=config_lib.inactive_paths(config))
+      if diff:
+        conflicts[run.name] = f"{path} holds another config ({diff})"
+    elif os.path.isdir(run.workdir) and os.listdir(run.workdir):
+      conflicts[run.name] = f"{run.workdir} is not empty and holds no config.json"
   return conflicts
 
 

@@ -187,26 +187,6 @@ def _write_config_json(run):
     f.write(sweep.parse_config(run.config_args).to_json_best_effort())
 
 
-def test_check_judges_a_damaged_config_json_as_main_does(tmp_path):
-  """A torn config.json is a conflict only where main.py would refuse it (workdir.check_workdir): with no checkpoint
-  yet, or a checkpoint made with this config, the run starts or resumes; a checkpoint of another config refuses."""
-  run = _runs(tmp_path, seeds=(0,))[0]
-  _write_config_json(run)
-  text = open(os.path.join(run.workdir, "config.json")).read()
-  open(os.path.join(run.workdir, "config.json"), "w").write(text[:len(text) // 2])  # Killed mid-write.
-  assert sweep.check([run]) == {}  # No checkpoint: it starts again from 0 frames.
-  meta = os.path.join(run.workdir, "checkpoints", "1000", "meta")
-  os.makedirs(meta)
-  saved = json.loads(text)
-  with open(os.path.join(meta, "metadata"), "w") as f:
-    json.dump({"config": saved}, f)
-  assert sweep.check([run]) == {}  # The checkpoint was made with this config: it resumes.
-  with open(os.path.join(meta, "metadata"), "w") as f:
-    json.dump({"config": {**saved, "total_frames": saved["total_frames"] + 8}}, f)
-  problem = sweep.check([run])[run.name]
-  assert "config.json: not valid JSON" in problem and "holds another config" in problem
-
-
 def test_manifest_keeps_one_config_per_root(tmp_path):
   runs = _runs(tmp_path)
   manifest = sweep.Manifest.open(str(tmp_path), sweep.config_spec(SMOKE), ["total_frames=3000"])
