@@ -28,7 +28,7 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from absl import flags
 import numpy as np
@@ -96,17 +96,23 @@ def _eval_rows(path: str) -> list[dict]:
             for row in csv.DictReader(f)]
 
 
-def collect(dirs: Sequence[str], preset: str, games: Sequence[str], seeds: Sequence[int]) -> dict[str, dict[int, float]]:
-  """{game: {seed: final score}} of the finished runs under the first of `dirs` that has each."""
-  out: dict[str, dict[int, float]] = {g: {} for g in games}
+def _first_found(dirs: Sequence[str], preset: str, games: Sequence[str], seeds: Sequence[int],
+                 read: Callable[[str], Any]) -> dict[str, dict[int, Any]]:
+  """{game: {seed: read(run dir)}} from the first of `dirs` where `read` finds the run (does not return None)."""
+  out: dict[str, dict[int, Any]] = {g: {} for g in games}
   for game in games:
     for seed in seeds:
       for d in dirs:
-        score = final_score(os.path.join(d, game, preset, f"seed_{seed}"))
-        if score is not None:
-          out[game][seed] = score
+        value = read(os.path.join(d, game, preset, f"seed_{seed}"))
+        if value is not None:
+          out[game][seed] = value
           break
   return out
+
+
+def collect(dirs: Sequence[str], preset: str, games: Sequence[str], seeds: Sequence[int]) -> dict[str, dict[int, float]]:
+  """{game: {seed: final score}} of the finished runs under the first of `dirs` that has each."""
+  return _first_found(dirs, preset, games, seeds, final_score)
 
 
 def table(preset: str, ours: dict[str, dict[int, float]]) -> list[GameRow]:
@@ -220,15 +226,7 @@ def eval_curve(run_dir: str) -> list[tuple[int, float]] | None:
 def collect_curves(dirs: Sequence[str], preset: str, games: Sequence[str],
                    seeds: Sequence[int]) -> dict[str, dict[int, list[tuple[int, float]]]]:
   """{game: {seed: eval curve}} of the runs under the first of `dirs` that has each run's eval.csv."""
-  out: dict[str, dict[int, list[tuple[int, float]]]] = {g: {} for g in games}
-  for game in games:
-    for seed in seeds:
-      for d in dirs:
-        curve = eval_curve(os.path.join(d, game, preset, f"seed_{seed}"))
-        if curve is not None:
-          out[game][seed] = curve
-          break
-  return out
+  return _first_found(dirs, preset, games, seeds, eval_curve)
 
 
 def iteration_of(frames: int, frames_per_iteration: int) -> int | None:
