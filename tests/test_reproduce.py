@@ -17,6 +17,12 @@ from plasticity_rl import reproduce
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _reproduce(*args: str, env=None, timeout: int = 120) -> subprocess.CompletedProcess:
+  """`python -m plasticity_rl.reproduce ARGS` from the checkout, its output captured."""
+  return subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", *args], capture_output=True, text=True,
+                        cwd=REPO, env=env, timeout=timeout)
+
+
 def test_published_drq_eps_runs_match_their_source_summary():
   runs = published.load("drq_eps_atari100k")
   assert sorted(runs) == sorted(atari_games.ATARI26)
@@ -117,30 +123,25 @@ def test_results_dirs_fill_in_runs_the_root_lacks(tmp_path):
 
 def test_report_only_command_writes_the_table(tmp_path):
   write_run(tmp_path, "Boxing", 0, [9.0])
-  result = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=drq_eps",
-                           "--games=Boxing,Seaquest", f"--root={tmp_path}", "--report_only"],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+  result = _reproduce("--preset=drq_eps", "--games=Boxing,Seaquest", f"--root={tmp_path}", "--report_only")
   assert result.returncode == 0, result.stderr
   assert "| Boxing | 9.0 | 0 |" in result.stdout and "Not finished yet: Seaquest." in result.stdout
   saved = json.loads((tmp_path / "reproduction.json").read_text())
   assert [g["verdict"] for g in saved["games"]] == ["inside 10–90 %", "not run yet"]
-  bad = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=drq_eps", "--games=Pitfall",
-                        f"--root={tmp_path}", "--report_only"], capture_output=True, text=True, cwd=REPO, timeout=120)
+  bad = _reproduce("--preset=drq_eps", "--games=Pitfall", f"--root={tmp_path}", "--report_only")
   assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no published drq_eps runs" in bad.stderr
 
 
 @pytest.mark.slow
 def test_reproduce_smoke_end_to_end(tmp_path, run_env):
   """The whole command (sweep launcher, one tiny run of the preset, then the report) at smoke size."""
-  result = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=drq_eps", "--games=Boxing",
-                           f"--root={tmp_path}", "--parallel=1", "--smoke"], capture_output=True, text=True,
-                          cwd=REPO, env=run_env, timeout=600)
+  result = _reproduce("--preset=drq_eps", "--games=Boxing", f"--root={tmp_path}", "--parallel=1", "--smoke",
+                      env=run_env, timeout=600)
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
   assert "| Boxing |" in result.stdout and "not run yet" not in result.stdout
   assert (tmp_path / "Boxing" / "drq_eps" / "seed_0" / "summary.json").exists()
-  again = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=drq_eps", "--games=Boxing",
-                          f"--root={tmp_path}", "--parallel=1", "--smoke"], capture_output=True, text=True,
-                         cwd=REPO, env=run_env, timeout=300)
+  again = _reproduce("--preset=drq_eps", "--games=Boxing", f"--root={tmp_path}", "--parallel=1", "--smoke",
+                     env=run_env, timeout=300)
   assert again.returncode == 0 and "1 done already" in again.stdout  # A finished run is not run again.
 
 
@@ -248,9 +249,7 @@ def test_long_curves_show_an_even_selection_of_iterations():
 def test_curve_report_command_writes_tables_figures_and_json(tmp_path):
   band = published.load_curves("dopamine_dqn_atari")
   write_curve_run(tmp_path, "Pong", 0, [((i + 1) * 1_000_000, [band["Pong"][:, i].mean()]) for i in range(10)])
-  result = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=dopamine_dqn",
-                           "--games=pong,Breakout", f"--root={tmp_path}", "--report_only"],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+  result = _reproduce("--preset=dopamine_dqn", "--games=pong,Breakout", f"--root={tmp_path}", "--report_only")
   assert result.returncode == 0, result.stderr
   assert "| Pong | 9 | 10M |" in result.stdout and "inside the min–max band at iteration 9" in result.stdout
   assert "Not run yet: Breakout." in result.stdout
@@ -262,22 +261,19 @@ def test_curve_report_command_writes_tables_figures_and_json(tmp_path):
   assert [g["verdict"] for g in saved["games"]] == ["inside the min–max band at iteration 9", "not run yet"]
   assert saved["frames_per_iteration"] == 1_000_000 and len(saved["games"][0]["points"]) == 10
   assert saved["games"][0]["points"][9]["published_max"] == pytest.approx(band["Pong"][:, 9].max())
-  shorter = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=dopamine_dqn", "--games=Pong",
-                            f"--root={tmp_path}", "--report_only", "--override", "total_frames=10000000"],
-                           capture_output=True, text=True, cwd=REPO, timeout=120)
+  shorter = _reproduce("--preset=dopamine_dqn", "--games=Pong", f"--root={tmp_path}", "--report_only", "--override",
+                       "total_frames=10000000")
   assert shorter.returncode == 0, shorter.stderr
   assert "run for fewer frames" in shorter.stdout and "not a reproduction" not in shorter.stdout
-  bad = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=dopamine_dqn", "--games=Seaquest",
-                        f"--root={tmp_path}", "--report_only"], capture_output=True, text=True, cwd=REPO, timeout=120)
+  bad = _reproduce("--preset=dopamine_dqn", "--games=Seaquest", f"--root={tmp_path}", "--report_only")
   assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no published dopamine_dqn curves" in bad.stderr
 
 
 @pytest.mark.slow
 def test_reproduce_dopamine_dqn_smoke_end_to_end(tmp_path, run_env):
   """The GPU recipe's command at the :smoke scale: one tiny Pong run through the sweep launcher, then the report."""
-  result = subprocess.run([sys.executable, "-m", "plasticity_rl.reproduce", "--preset=dopamine_dqn", "--games=Pong",
-                           f"--root={tmp_path}", "--parallel=1", "--smoke"], capture_output=True, text=True,
-                          cwd=REPO, env=run_env, timeout=600)
+  result = _reproduce("--preset=dopamine_dqn", "--games=Pong", f"--root={tmp_path}", "--parallel=1", "--smoke",
+                      env=run_env, timeout=600)
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
   assert (tmp_path / "Pong" / "dopamine_dqn" / "seed_0" / "summary.json").exists()
   # The smoke run evaluates at 2k and 4k frames: no Dopamine iteration (1M frames) yet, and the report says so.
