@@ -5,7 +5,7 @@ r"""Reproduction: run a preset on games × seeds and compare the scores with the
   plasticity-rl-reproduce --preset=dopamine_dqn --games=Pong,Breakout --root=runs/repro_dqn \
       --override=total_frames=10000000
 
-The runs go through the sweep launcher (plasticity_rl/sweep.py): ROOT/<game>/<preset>/seed_<n>, one process
+The runs go through the sweep launcher (plasticity_rl/sweep/): ROOT/<game>/<preset>/seed_<n>, one process
 per run, --parallel at a time; the same command again skips finished runs and resumes stopped ones from their
 checkpoints. Then the report: per game our final score(s) (the mean return of the final evaluation, as the
 published runs report), the published 10th / 50th / 90th percentiles over their runs, the random and human

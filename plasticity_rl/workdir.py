@@ -51,6 +51,36 @@ def config_diff(old: dict, new: dict, ignore=()) -> str | None:
   return ", ".join(diff) or None
 
 
+def config_json(config) -> dict:
+  """A ConfigDict as the plain data of its config.json."""
+  return json.loads(config.to_json_best_effort())
+
+
+def config_changes(old: dict, config) -> str | None:
+  """config_diff of a workdir's `old` config.json and the ConfigDict `config`, its inactive fields ignored
+  (config.inactive_paths): how main.py (`check_workdir`) and the sweep's pre-launch check compare them."""
+  from plasticity_rl import config as config_lib  # pylint: disable=g-import-not-at-top  (imports jax)
+  return config_diff(old, config_json(config), ignore=config_lib.inactive_paths(config))
+
+
+def seed_config(config, seed: int):
+  """The single-seed config of one seed (its workdir's config.json)."""
+  single = config.copy_and_resolve_references()
+  with single.unlocked():
+    single.seed, single.num_seeds = seed, 1
+  return single
+
+
+def timestamp() -> str:
+  """Now, local time with its UTC offset, to the second ('2026-12-01T18:40:31+00:00')."""
+  return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def lock_holder() -> str:
+  """'pid N on HOST since T': what a lock file holds (a workdir's, a sweep root's), named to a refused process."""
+  return f"pid {os.getpid()} on {socket.gethostname()} since {timestamp()}"
+
+
 # -- files ------------------------------------------------------------------------------------------------------
 
 
@@ -146,11 +176,10 @@ def check_workdir(workdir: str, config) -> None:
 
   Writes nothing.
   """
-  from plasticity_rl import config as config_lib  # pylint: disable=g-import-not-at-top  (imports jax)
-  new = json.loads(config.to_json_best_effort())
+  new = config_json(config)
   old = _old_config(workdir, new)
   if old is not None:
-    diff = config_diff(old, new, ignore=config_lib.inactive_paths(config))
+    diff = config_changes(old, config)
     if diff:
       raise WorkdirError(f"workdir {workdir} holds a run made with another config ({diff}); "
                          "use a new --workdir, or the same config to resume")
@@ -167,7 +196,7 @@ def prepare_workdir(workdir: str, config) -> None:
   """
   check_workdir(workdir, config)
   os.makedirs(workdir, exist_ok=True)
-  write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+  write_json(os.path.join(workdir, "config.json"), config_json(config))
 
 
 def check_parent_workdir(workdir: str) -> None:
@@ -230,9 +259,8 @@ def lock_workdir(workdir: str) -> WorkdirLock:
     if same:
       break
     os.close(fd)
-  since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
   os.ftruncate(fd, 0)
-  os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}\n".encode(), 0)
+  os.pwrite(fd, f"{lock_holder()}\n".encode(), 0)
   return WorkdirLock(workdir, fd, created)
 
 

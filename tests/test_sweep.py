@@ -352,7 +352,7 @@ def test_submit_makes_one_job_per_process(tmp_path, monkeypatch):
       assert isinstance(fn, sweep.SubmittedRun)
       return [Job(i, spec) for i, spec in enumerate(specs)]
 
-  monkeypatch.setattr(sweep, "make_executor", lambda *args: Executor())
+  monkeypatch.setattr(sweep.slurm, "make_executor", lambda *args: Executor())  # Where submit looks it up.
   monkeypatch.setenv("SUBMITIT_DEBUG_JOB_ID", "7")  # SubmittedRun runs in a (debug) submitit job.
   manifest = sweep.Manifest.open(str(tmp_path), sweep.config_spec(SMOKE), ["total_frames=3000"])
   manifest.add_launch(["test"], "slurm", runs, sweep.group(runs[:2], 2))
