@@ -22,14 +22,19 @@ Presets (see docs/protocols.md and docs/reference/PROTOCOLS.md):
   (AtariPreprocessing's `terminal_on_life_loss` default False), no no-op starts.
 Rewards reach the learner clipped to [-1, 1] (in the loop); every logged return
 is the raw game score.
+
+Testing hook: with the environment variable PLASTICITY_RL_FAKE_ENVPOOL=1 (`FAKE_ENVPOOL_ENV`) the envs come
+from envs/fake_envpool.py (synthetic games with envpool's API, no emulator) instead of envpool, and one warning
+line per process says so; `backend()` names the one in use. It is read each time envs are made; tests set it
+with the `fake_envpool` / `fake_run_env` fixtures (tests/conftest.py, docs/testing.md).
 """
 
 import difflib
 import functools
+import os
 import re
 from typing import NamedTuple
 
-import envpool
 import numpy as np
 
 from plasticity_rl import atari_games
@@ -53,10 +58,36 @@ PROTOCOLS = {
 }
 
 
-@functools.cache
+FAKE_ENVPOOL_ENV = "PLASTICITY_RL_FAKE_ENVPOOL"
+
+
+def backend() -> str:
+  """"envpool", or "fake_envpool" where PLASTICITY_RL_FAKE_ENVPOOL=1 (tests only; see the module doc)."""
+  value = os.environ.get(FAKE_ENVPOOL_ENV, "")
+  if value not in ("", "0", "1"):
+    raise ValueError(f"{FAKE_ENVPOOL_ENV}={value!r}: set it to 1 (tests: the fake envpool) or unset it")
+  return "fake_envpool" if value == "1" else "envpool"
+
+
+def _envpool():
+  """The envpool module, or envs/fake_envpool.py under the testing hook (one warning line per process)."""
+  if backend() == "fake_envpool":
+    from plasticity_rl.envs import fake_envpool  # pylint: disable=g-import-not-at-top
+    fake_envpool.warn_once()
+    return fake_envpool
+  import envpool  # pylint: disable=g-import-not-at-top  (seconds to import: only once envs are made)
+  return envpool
+
+
 def envpool_atari_games() -> tuple[str, ...]:
   """Every Atari task envpool ships, without the "-v5" suffix."""
-  specs = envpool.registration.registry.specs
+  return _atari_games(backend())
+
+
+@functools.cache
+def _atari_games(backend_name: str) -> tuple[str, ...]:
+  del backend_name  # The cache key: the hook may change within a process (tests).
+  specs = _envpool().registration.registry.specs
   return tuple(sorted(e.removesuffix("-v5") for e, spec in specs.items()
                       if e.endswith("-v5") and spec[0] == "envpool.atari"))
 
@@ -85,7 +116,7 @@ def make_envs(game: str, protocol: str, num_envs: int, seed: int, max_episode_fr
   """A gymnasium-API envpool batch of `num_envs` envs under the named protocol; `render`: `envs.render(env_ids)`
   gives their RGB screens (the observations are the same either way)."""
   preset = PROTOCOLS[protocol]
-  return envpool.make(
+  return _envpool().make(
       f"{resolve_game(game)}-v5",
       env_type="gymnasium",
       num_envs=num_envs,
@@ -107,6 +138,14 @@ def make_envs(game: str, protocol: str, num_envs: int, seed: int, max_episode_fr
 
 
 def num_actions(game: str, protocol: str) -> int:
+  """The size of the game's action set under the protocol (made once per process: an env takes seconds)."""
+  return _num_actions(resolve_game(game), PROTOCOLS[protocol].full_action_space, backend())
+
+
+@functools.cache
+def _num_actions(game: str, full_action_space: bool, backend_name: str) -> int:
+  del backend_name  # The cache key, as in _atari_games.
+  protocol = next(p for p, preset in PROTOCOLS.items() if preset.full_action_space == full_action_space)
   return make_envs(game, protocol, num_envs=1, seed=0).action_space.n
 
 
