@@ -63,24 +63,6 @@ def config_changes(old: dict, config) -> str | None:
   return config_diff(old, config_json(config), ignore=config_lib.inactive_paths(config))
 
 
-def seed_config(config, seed: int):
-  """The single-seed config of one seed (its workdir's config.json)."""
-  single = config.copy_and_resolve_references()
-  with single.unlocked():
-    single.seed, single.num_seeds = seed, 1
-  return single
-
-
-def timestamp() -> str:
-  """Now, local time with its UTC offset, to the second ('2026-12-01T18:40:31+00:00')."""
-  return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def lock_holder() -> str:
-  """'pid N on HOST since T': what a lock file holds (a workdir's, a sweep root's), named to a refused process."""
-  return f"pid {os.getpid()} on {socket.gethostname()} since {timestamp()}"
-
-
 # -- files ------------------------------------------------------------------------------------------------------
 
 
@@ -206,7 +188,25 @@ def check_parent_workdir(workdir: str) -> None:
                        "workdir is the parent of the seeds' workdirs (seed_<n>/); use another --workdir")
 
 
+def seed_config(config, seed: int):
+  """The single-seed config of one seed (its workdir's config.json)."""
+  single = config.copy_and_resolve_references()
+  with single.unlocked():
+    single.seed, single.num_seeds = seed, 1
+  return single
+
+
 # -- one writer ---------------------------------------------------------------------------------------------------
+
+
+def timestamp() -> str:
+  """Now, local time with its UTC offset, to the second ('2026-12-01T18:40:31+00:00')."""
+  return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def lock_holder() -> str:
+  """'pid N on HOST since T': what a lock file holds (a workdir's, a sweep root's), named to a refused process."""
+  return f"pid {os.getpid()} on {socket.gethostname()} since {timestamp()}"
 
 
 class WorkdirLock:

@@ -15,6 +15,8 @@ from plasticity_rl import cli
 from plasticity_rl.sweep.errors import SweepError
 
 RESERVED_FIELDS = ("game", "variant", "seed", "num_seeds")  # The sweep sets these; overrides may not.
+
+
 def resolve_games(names: Iterable[str]) -> list[str]:
   """Game names and set names (atari57, atari26, atari5) -> canonical names, in order, without repeats."""
   games = []
