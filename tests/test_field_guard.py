@@ -1,6 +1,7 @@
 """No setting is silently ignored: the general guard.
 
-Real smoke runs (in-process, through main's runner) record every config field they read. A field that a run
+Smoke runs (in-process, through main's runner, on the fake envpool: which fields a run reads does not depend on
+the game) record every config field they read. A field that a run
 never reads computes nothing in that run; the guard asserts that setting any such field away from its default is
 refused by `config.validate`, with one line naming it (config.refuse_inactive and the checks beside it). The
 scenarios together switch every optional part on, so every field is read by at least one of them: a field that
@@ -95,7 +96,8 @@ def _perturbed(value):
 
 
 @pytest.mark.slow
-def test_every_field_a_run_does_not_read_is_refused_and_every_field_is_read_somewhere(tmp_path, monkeypatch):
+def test_every_field_a_run_does_not_read_is_refused_and_every_field_is_read_somewhere(tmp_path, monkeypatch,
+                                                                                      fake_envpool):
   for name in ("DIR", "CONFIG_DIR", "CACHE_DIR", "DATA_DIR"):
     monkeypatch.setenv(f"WANDB_{name}", str(tmp_path / f"wandb_{name.lower()}"))
   monkeypatch.setenv("WANDB_MODE", "offline")

@@ -1,7 +1,9 @@
 """Reliability (docs/reliability.md): one writer per workdir, every saved byte checked, every failure one line.
 
 One test per case of the table; the runs are smoke configs in subprocesses (each refusal a few seconds, the
-three runs marked slow 20-40 s on 2 busy cores), the rest in process.
+three runs marked slow 20-40 s on 2 busy cores), the rest in process. They run on the fake envpool
+(tests/conftest.py): what is tested is how a process starts, stops and fails, not the game; tests/test_checkpoint.py
+kills real-envpool runs.
 """
 
 import glob
@@ -73,15 +75,15 @@ def _one_error_line(result, status: int = 2) -> str:
 
 
 @pytest.mark.slow
-def test_second_process_on_a_workdir_is_refused_naming_the_holder(run_env, tmp_path):
+def test_second_process_on_a_workdir_is_refused_naming_the_holder(fake_run_env, tmp_path):
   """Two real processes: the second gets one line naming the first's pid (exit 2) and touches nothing."""
   workdir = tmp_path / "run"
-  first = subprocess.Popen(_main_command(workdir), cwd=REPO, env=run_env, stdout=subprocess.DEVNULL,
+  first = subprocess.Popen(_main_command(workdir), cwd=REPO, env=fake_run_env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
   try:
     lock = workdir / workdir_lib.LOCK_FILE
     assert testing.wait_for(lambda: lock.exists() and f"pid {first.pid} " in lock.read_text(), first, timeout=120)
-    second = _main(run_env, workdir)
+    second = _main(fake_run_env, workdir)
     line = _one_error_line(second)
     assert f"workdir {workdir} is in use by pid {first.pid} " in line, line
     assert first.poll() is None  # The first was running all along.
@@ -230,9 +232,9 @@ train.StopSignals.__enter__ = _enter_then_term
 """
 
 
-def test_sigterm_during_startup_exits_143_with_nothing_half_written(run_env, tmp_path):
+def test_sigterm_during_startup_exits_143_with_nothing_half_written(fake_run_env, tmp_path):
   workdir = tmp_path / "run"
-  result = _main(run_env, workdir, script=_wrapper(tmp_path, "term", _TERM_AT_STARTUP))
+  result = _main(fake_run_env, workdir, script=_wrapper(tmp_path, "term", _TERM_AT_STARTUP))
   assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
   assert not _errors(result.stderr), result.stderr[-3000:]
   assert "stopped by SIGTERM at 0 frames" in result.stderr
@@ -264,9 +266,9 @@ ocp.CheckpointManager.save, ocp.CheckpointManager.wait_until_finished, ocp.Check
 
 
 @pytest.mark.slow
-def test_disk_full_is_one_line_and_leaves_no_row_for_the_failed_save(run_env, tmp_path):
+def test_disk_full_is_one_line_and_leaves_no_row_for_the_failed_save(fake_run_env, tmp_path):
   workdir = tmp_path / "run"
-  result = _main(run_env, workdir, "--config.total_frames=2000", "--config.eval.period_frames=1000",
+  result = _main(fake_run_env, workdir, "--config.total_frames=2000", "--config.eval.period_frames=1000",
                  script=_wrapper(tmp_path, "full", _DISK_FULL_AT_2000))
   line = _one_error_line(result, status=1)
   assert f"checkpoint {workdir}/checkpoints/2000 was not saved: no space left on device (" in line, line
@@ -358,12 +360,12 @@ def test_a_damaged_log_line_is_named_and_a_torn_last_line_dropped(tmp_path, name
     ("missing file", ["--config={dir}/nope.py"], "error: --config file {dir}/nope.py: no such file"),
     ("stray argument", ["extra"], "error: unexpected argument(s) ['extra']"),
 ], ids=["width-inf", "seed-negative", "syntax-error", "get_config-raises", "missing-file", "stray-argument"])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(run_env, tmp_path, case, args, says):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(fake_run_env, tmp_path, case, args, says):
   del case
   (tmp_path / "syntax.py").write_text("def get_config(:\n")
   (tmp_path / "raises.py").write_text("def get_config(arg=None):\n  fields = {}\n  return fields['x']\n")
   workdir = tmp_path / "run"
-  result = _main(run_env, workdir, *[a.format(dir=tmp_path) for a in args], timeout=120)
+  result = _main(fake_run_env, workdir, *[a.format(dir=tmp_path) for a in args], timeout=120)
   assert _one_error_line(result).startswith(says.format(dir=tmp_path)), result.stderr
   assert len(result.stderr.strip().splitlines()) == 1, result.stderr
   assert not workdir.exists()
@@ -408,11 +410,11 @@ def test_leftover_callbacks_of_a_failed_read_print_nothing(monkeypatch):
 # -- 9. a failed reincarnation writes nothing -----------------------------------------------------------------
 
 
-def test_failed_reincarnation_writes_nothing(run_env, tmp_path):
+def test_failed_reincarnation_writes_nothing(fake_run_env, tmp_path):
   source = tmp_path / "not_a_run"
   source.mkdir()
   workdir = tmp_path / "student"
-  result = _main(run_env, workdir, f"--config.reincarnate.path={source}", timeout=120)
+  result = _main(fake_run_env, workdir, f"--config.reincarnate.path={source}", timeout=120)
   line = _one_error_line(result)
   assert f"reincarnate.path {source}: not a workdir with checkpoints/" in line, line
   assert not workdir.exists()  # So the corrected command on this workdir is not refused.
@@ -422,7 +424,7 @@ def test_failed_reincarnation_writes_nothing(run_env, tmp_path):
 
 
 @pytest.mark.slow
-def test_finished_run_with_a_torn_summary_writes_it_again(tmp_path):
+def test_finished_run_with_a_torn_summary_writes_it_again(tmp_path, fake_envpool):
   config = _smoke_config()
   config.total_frames, config.eval.period_frames, config.checkpoint.period_frames = 1200, 1200, 0
   config.log.tensorboard = config.log.learning_curve = False
