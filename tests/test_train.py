@@ -42,7 +42,7 @@ def test_episodes_track_raw_returns_and_frames():
   assert episodes.track(step([1.0, 0.0], [True, False], [False, True])) == [(1.0, 4)]
 
 
-# -- one smoke run, in process --------------------------------------------------------------------------------
+# -- one smoke run, in process (real envpool: Pong's returns are checked) --------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_smoke_run_logs_plasticity_metrics(smoke_run):
 
 
 @pytest.mark.slow
-def test_metric_trigger_injects_and_adaptive_replay_ratio_switches(tmp_path):
+def test_metric_trigger_injects_and_adaptive_replay_ratio_switches(tmp_path, fake_envpool):
   """A trigger that always holds fires `max_count` times; a settled FAU raises the replay ratio once."""
   config = _smoke_config()
   config.injection.trigger.update(metric="dormant_0", threshold=-1.0, window=2, min_gap_frames=0, max_count=2)
@@ -196,12 +196,12 @@ def test_smoke_run_compiles_update_and_act_once(smoke_run):
 
 
 @pytest.mark.slow
-def test_cli_smoke_run(tmp_path):
+def test_cli_smoke_run(tmp_path, run_env):
   workdir = tmp_path / "run"
   result = subprocess.run(
       [sys.executable, "-m", "plasticity_rl.main", "--config=configs/dqn.py:smoke", f"--workdir={workdir}",
        "--config.total_frames=1600", "--config.eval.period_frames=1600", "--config.log.period_frames=800"],
-      cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300,
+      cwd=REPO, env=run_env, capture_output=True, text=True, timeout=300,
       check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "== Pong · baseline · seed 0 ==" in result.stdout
@@ -213,7 +213,7 @@ def test_cli_smoke_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_expansion_in_the_loop_grows_the_active_network(tmp_path):
+def test_expansion_in_the_loop_grows_the_active_network(tmp_path, fake_envpool):
   """configs/expansion.py:smoke: masks at frame 0, then grow-and-prune events with more active params."""
   config = testing.configs_module("expansion").get_config("smoke")
   config.total_frames = 3_000
