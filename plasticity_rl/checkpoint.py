@@ -69,6 +69,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl import workdir as workdir_lib
 from plasticity_rl.agents import dqn
 
@@ -211,8 +212,8 @@ def summarize(meta: dict[str, Any]) -> dict[str, Any]:
   """Structure summary of a checkpoint from its meta (no arrays read)."""
   params = meta["structure"]["params"]
   return {"frames": meta["loop"].get("frames"), "updates": meta["loop"].get("updates"),
-          "branches": len(params["frozen"].get("plus", [])), "params_trainable": _count(params["trainable"]),
-          "params_frozen": _count(params["frozen"]), "replay": meta["replay"] is not None}
+          "branches": params_tree.num_injections(params), "params_trainable": _count(params_tree.trainable(params)),
+          "params_frozen": _count(params_tree.frozen(params)), "replay": meta["replay"] is not None}
 
 
 # -- what a restore returns --------------------------------------------------------
@@ -252,7 +253,7 @@ class Restored:
     """
     trees = {k: v for k, v in self.trees.items() if k not in _COUNTERS or load == "all"}
     if load == "params":
-      trees.update(target_params=self.params, opt_state=optimizer.init(self.params["trainable"]))
+      trees.update(target_params=self.params, opt_state=params_tree.init_opt_state(optimizer, self.params))
     else:
       trees["opt_state"] = self.opt_state
     if load == "all":
@@ -384,7 +385,7 @@ class Checkpointer:
     if with_opt_state:
       target = None
       if optimizer is not None:
-        target = jax.eval_shape(optimizer.init, abstract["params"]["trainable"])
+        target = jax.eval_shape(optimizer.init, params_tree.trainable(abstract["params"]))
         if str(jax.tree.structure(target)) != meta["structure"]["opt_state"]:
           raise CheckpointError(
               f"{self.step_path(step)}: its optimizer state was made by another optimizer (saved "
@@ -481,7 +482,7 @@ def check_compatible(params: networks.Params, network: networks.QNetwork, obs_sh
   """
   fresh = jax.eval_shape(lambda: network.init(jax.random.key(0), obs_shape))
   reference = {name: {tuple(_path_str(p).split("/")): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(v)[0]}
-               for name, v in networks.main_layers(fresh).items()}
+               for name, v in params_tree.main_layers(fresh).items()}
   problems, seen = [], {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     parts = tuple(_path_str(path).split("/"))
@@ -503,7 +504,7 @@ def check_compatible(params: networks.Params, network: networks.QNetwork, obs_sh
   for prefix, rels in seen.items():
     for rel in sorted(set(reference[prefix[-1]]) - rels):
       problems.append(f"{'/'.join(prefix + rel)}: missing in the saved params")
-  main = set(networks.main_layers(params))
+  main = set(params_tree.main_layers(params))
   problems += [f"layer {name}: missing in the saved params" for name in network.layer_names if name not in main]
   if problems:
     raise CheckpointError(f"the agent saved in {source} does not fit the new config's network "

@@ -39,7 +39,9 @@ import numpy as np
 import optax
 
 from plasticity_rl import interventions
+from plasticity_rl import metrics
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl import remedies
 from plasticity_rl import unit_masks
 from plasticity_rl.agents import dqn
@@ -48,7 +50,6 @@ Params = networks.Params
 Masks = Mapping[str, jax.Array]
 apply_masks = unit_masks.apply
 weight_masks = unit_masks.weight_masks
-_BATCH_KEYS = ("obs", "action", "reward", "discount", "next_obs")
 
 
 # -- masks ----------------------------------------------------------------------------------------------------
@@ -61,14 +62,13 @@ def hidden_layers(network: networks.QNetwork) -> tuple[str, ...]:
 
 def check_plain(params: Params, what: str) -> None:
   """ValueError unless every main-path layer is trainable and nothing is injected."""
-  frozen = params["frozen"]
-  if frozen["plus"] or any(part not in ("plus", "minus") for part in frozen):
+  if not params_tree.is_plain(params):
     raise ValueError(f"{what}: expansion cannot be combined with plasticity injection or frozen layers "
                      "(the masks act on params['trainable'], and frozen branches read the masked units)")
 
 
 def units(params: Params, name: str) -> int:
-  return int(networks.main_layers(params)[name]["linear"]["kernel"].shape[-1])
+  return int(params_tree.main_layers(params)[name]["linear"]["kernel"].shape[-1])
 
 
 def count_for(fraction: float, n: int) -> int:
@@ -86,12 +86,12 @@ def init_masks(network: networks.QNetwork, params: Params, initial_fraction: flo
 
 
 def _masked(params: Params, keep: Params) -> Params:
-  return {**params, "trainable": unit_masks.apply(params["trainable"], keep)}
+  return params_tree.with_trainable(params, unit_masks.apply(params_tree.trainable(params), keep))
 
 
 def _zero_moments(optimizer: optax.GradientTransformation, opt_state: optax.OptState, keep: Params):
   """Optimizer statistics zeroed where `keep` is 0 (masked entries never have moments)."""
-  return remedies.zero_opt_state(optimizer, opt_state, jax.tree.map(lambda m: m == 0, keep))
+  return params_tree.zero_opt_state(optimizer, opt_state, jax.tree.map(lambda m: m == 0, keep))
 
 
 def start(state: dqn.TrainState, *, network: networks.QNetwork, optimizer: optax.GradientTransformation,
@@ -102,7 +102,7 @@ def start(state: dqn.TrainState, *, network: networks.QNetwork, optimizer: optax
     return state
   check_plain(state.params, "expansion.start")
   masks = init_masks(network, state.params, initial_fraction)
-  keep = unit_masks.weight_masks(network, state.params["trainable"], masks)
+  keep = unit_masks.weight_masks(network, params_tree.trainable(state.params), masks)
   return state.replace(params=_masked(state.params, keep), target_params=_masked(state.target_params, keep),
                        opt_state=_zero_moments(optimizer, state.opt_state, keep), masks=masks)
 
@@ -110,8 +110,8 @@ def start(state: dqn.TrainState, *, network: networks.QNetwork, optimizer: optax
 def active_params(network: networks.QNetwork, params: Params, masks: Masks | None) -> int:
   """Trainable weights connected to active units (all trainable params without masks); host-side."""
   if masks is None:
-    return networks.count_params(params["trainable"])
-  keep = unit_masks.weight_masks(network, params["trainable"], masks)
+    return params_tree.count_trainable(params)
+  keep = unit_masks.weight_masks(network, params_tree.trainable(params), masks)
   return int(sum(jnp.sum(m > 0) for m in jax.tree.leaves(keep)))
 
 
@@ -124,15 +124,6 @@ def summary(network: networks.QNetwork, state: dqn.TrainState) -> dict[str, floa
   return out
 
 
-def _by_layer(tree: Params) -> dict[str, Params]:
-  return {name: layer for layers in tree.values() for name, layer in layers.items()}
-
-
-def _set_layers(trainable: Params, layers: Mapping[str, Params]) -> Params:
-  return {part: {name: layers.get(name, layer) for name, layer in part_layers.items()}
-          for part, part_layers in trainable.items()}
-
-
 # -- grow -----------------------------------------------------------------------------------------------------
 
 
@@ -140,7 +131,7 @@ def candidates(network: networks.QNetwork, trainable: Params, masks: Masks, fres
   """`trainable` with every inactive unit's incoming weights taken from `fresh` (bias 0), restricted to inputs
   from active units; the outgoing weights of inactive units stay 0, so Q is unchanged."""
   names = network.layer_names
-  layers = _by_layer(trainable)
+  layers = params_tree.layers(trainable)
   new = {}
   for name in hidden_layers(network):
     inactive = masks[name] == 0
@@ -152,7 +143,7 @@ def candidates(network: networks.QNetwork, trainable: Params, masks: Masks, fres
       layer["linear"]["kernel"] = kernel * unit_masks.input_rows(network, masks[names[index - 1]],
                                                                  kernel.shape[-2])[:, None]
     new[name] = layer
-  return _set_layers(trainable, new)
+  return params_tree.replace_layers(trainable, new)
 
 
 def growth_scores(agent: dqn.DQNAgent, state: dqn.TrainState, batch: Mapping[str, jax.Array],
@@ -166,9 +157,9 @@ def growth_scores(agent: dqn.DQNAgent, state: dqn.TrainState, batch: Mapping[str
   """
   network, masks = agent.network, state.masks
   td_only = dataclasses.replace(agent, regularizer=None)
-  params = {**state.params, "trainable": candidate}
+  params = params_tree.with_trainable(state.params, candidate)
   grads, _ = jax.grad(td_only.loss, has_aux=True)(candidate, state.replace(params=params), batch)
-  grads = _by_layer(grads)
+  grads = params_tree.layers(grads)
   names = network.layer_names
   scores = {}
   for name in hidden_layers(network):
@@ -208,19 +199,20 @@ def grow_from(state: dqn.TrainState, fresh: Mapping[str, Params], batch: Mapping
     raise ValueError("expansion.grow: the state has no masks (call expansion.start first)")
   check_plain(state.params, "expansion.grow")
   counts = _counts(state.masks, fraction, counts)
-  trainable = state.params["trainable"]
+  trainable = params_tree.trainable(state.params)
   candidate = candidates(network, trainable, state.masks, fresh)
   scores = growth_scores(agent, state, batch, candidate)
   grown, masks = {}, {}
   for name, score in scores.items():  # The counts[name] highest-scoring inactive units (a traced count).
     grown[name] = (_lowest_ranks(-score) < counts[name]) & (score > -jnp.inf)
     masks[name] = jnp.maximum(state.masks[name], grown[name].astype(jnp.float32))
-  candidate_layers, layers = _by_layer(candidate), _by_layer(trainable)
+  candidate_layers, layers = params_tree.layers(candidate), params_tree.layers(trainable)
   new = {name: jax.tree.map(lambda c, old, m=grown[name]: jnp.where(m, c, old), candidate_layers[name], layers[name])
          for name in grown}
   keep_old = unit_masks.weight_masks(network, trainable, state.masks)
   keep = unit_masks.weight_masks(network, trainable, masks)
-  params = {**state.params, "trainable": unit_masks.apply(_set_layers(trainable, new), keep)}
+  params = params_tree.with_trainable(state.params,
+                                      unit_masks.apply(params_tree.replace_layers(trainable, new), keep))
   # Grown entries were masked, so their moments are 0 already; zeroed again to make it exact.
   return state.replace(params=params, opt_state=_zero_moments(agent.optimizer, state.opt_state, keep_old),
                        masks=masks), grown
@@ -268,13 +260,8 @@ def dormant_scores(network: networks.QNetwork, params: Params, masks: Masks,
   """ReDo scores (metrics.dormant_scores) with the layer mean taken over active units only:
   s_i = E|h_i| / mean_{k active} E|h_k| (equal to metrics.dormant_scores when every unit is active)."""
   _, features = network.apply_with_features(params, obs)
-  out = {}
-  for name in hidden_layers(network):
-    a = remedies.unit_activity(network, features[name])
-    raw = jnp.mean(jnp.abs(a), axis=tuple(range(a.ndim - 1)))
-    m = masks[name]
-    out[name] = raw / (jnp.sum(raw * m) / jnp.maximum(jnp.sum(m), 1.0) + 1e-9)
-  return out
+  return {name: metrics.dormant_scores(remedies.unit_activity(network, features[name]), masks[name])
+          for name in hidden_layers(network)}
 
 
 def dormant_units(network: networks.QNetwork, params: Params, masks: Masks, obs: jax.Array,
@@ -319,7 +306,7 @@ def prune(state: dqn.TrainState, obs: jax.Array, *, network: networks.QNetwork,
       allowed = jnp.minimum(allowed, max_pruned[name])
     pruned[name] = candidate & (_lowest_ranks(jnp.where(candidate, score, jnp.inf)) < allowed)
     masks[name] = jnp.where(pruned[name], 0.0, m)
-  keep = unit_masks.weight_masks(network, state.params["trainable"], masks)
+  keep = unit_masks.weight_masks(network, params_tree.trainable(state.params), masks)
   return state.replace(params=_masked(state.params, keep), opt_state=_zero_moments(optimizer, state.opt_state, keep),
                        masks=masks), pruned
 
@@ -485,9 +472,7 @@ class ExpansionPlan:
 def expansion_plan(config) -> ExpansionPlan:
   """config.expansion resolved; ValueError("expansion.<field>: …") when it cannot work."""
   c = config.expansion
-  frames = tuple(int(f) for f in c.frames)
-  if any(f < 0 or f > config.total_frames for f in frames):
-    raise ValueError(f"expansion.frames {frames}: every frame must be within 0..total_frames ({config.total_frames})")
+  frames = interventions.checked_frames(config, "expansion")
   starts = config.replay.learning_starts_frames
   if any(f < starts for f in frames):
     raise ValueError(f"expansion.frames {frames}: growth needs a replay batch, so frames must be ≥ "
@@ -554,7 +539,7 @@ def build_expansion(config, agent: dqn.DQNAgent) -> list[tuple[int, intervention
     if batch is None:
       return state
     counts = growth_counts(agent.network, state.params, plan.initial_fraction, rate)
-    state, info = step(state, rng, {k: batch[k] for k in _BATCH_KEYS}, counts)
+    state, info = step(state, rng, {k: batch[k] for k in metrics.BATCH_KEYS}, counts)
     logging.info("expansion (rate %.4f): %s; %s", rate, {k: int(v) for k, v in jax.device_get(info).items()},
                  summary(agent.network, state))
     return state

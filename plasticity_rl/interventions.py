@@ -42,6 +42,14 @@ class Schedule:
     return ready
 
 
+def checked_frames(config, section: str, what: str = "frame") -> tuple[int, ...]:
+  """config.<section>.frames as ints; ValueError naming the field unless every one is within 0..total_frames."""
+  frames = tuple(int(f) for f in config[section].frames)
+  if any(f < 0 or f > config.total_frames for f in frames):
+    raise ValueError(f"{section}.frames {frames}: every {what} must be within 0..total_frames ({config.total_frames})")
+  return frames
+
+
 def make_schedule(config, agent) -> Schedule:
   pending = []
   for name, builder in INTERVENTIONS.items():

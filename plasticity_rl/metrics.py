@@ -27,13 +27,13 @@ every formula with its source):
 
 <group> is the params part ("encoder", "head") for the main path — after an
 injection the main path's injected layers are the *trainable* branch θ'₁ — and
-"plus_<i>" / "minus_<i>" for the frozen branches of params["frozen"]. The output
+"plus_<i>" / "minus_<i>" for the frozen injected branches (params_tree). The output
 layer has no dormant/FAU/rank entries (it is never recycled and has no activation).
 
 Distance from initialization is measured against each layer's own init: the
 main-path layers of an injected suffix against the fresh init of the latest
-injection (params["frozen"]["minus"][-1], which is that init, frozen), every
-other main-path layer against θ₀ (`init_params`) at the same path; plus_0
+injection (the frozen branch minus_{-1}, which is that init), every other
+main-path layer against θ₀ (`init_params`) at the same path (params_tree.init_layers); plus_0
 against θ₀, plus_i (i ≥ 1) against minus_{i-1}. Leaves are compared only where
 the reference has the same layer with the same shapes (otherwise no key), and
 minus branches (frozen inits) have none.
@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl.agents import dqn
 
 Params = networks.Params
@@ -64,22 +65,26 @@ RANK_METRICS = ("srank", "feature_rank", "feature_rank_unnormalized", "effective
 # (`train_batch`), else the first `train_batch_size` transitions of the probe, a uniform replay sample of a
 # learner batch's size. 32 = base_config's learner.batch_size (DQN Zoo's and Dopamine's batch).
 DEFAULT_TRAIN_BATCH_SIZE = 32
-_BATCH_KEYS = ("obs", "action", "reward", "discount", "next_obs")
+# The learner batch's fields (DQNAgent.loss's): a probe or replay batch is cut down to these.
+BATCH_KEYS = ("obs", "action", "reward", "discount", "next_obs")
 
 
 # -- building blocks -------------------------------------------------------------
 
 
-def dormant_scores(activations: jax.Array) -> jax.Array:
+def dormant_scores(activations: jax.Array, active: jax.Array | None = None) -> jax.Array:
   """ReDo score per unit (last axis): s_i = E|h_i| / mean_k E|h_k|.
 
   The expectation runs over every axis but the last (batch, and space for a
   conv feature map, so one channel is one unit). As in dopamine's
   weight_recyclers.py, the layer mean gets + 1e-9, so a layer of dead units
-  scores 0 everywhere.
+  scores 0 everywhere. `active` (float [units], 1 = active: expansion's unit
+  mask) takes the layer mean over the active units only.
   """
   score = jnp.mean(jnp.abs(activations), axis=tuple(range(activations.ndim - 1)))
-  return score / (jnp.mean(score) + 1e-9)
+  if active is None:
+    return score / (jnp.mean(score) + 1e-9)
+  return score / (jnp.sum(score * active) / jnp.maximum(jnp.sum(active), 1.0) + 1e-9)
 
 
 def dormant_mask(activations: jax.Array, tau: float) -> jax.Array:
@@ -187,15 +192,6 @@ def tree_norm(tree: Any) -> jax.Array:
 # -- the network's activations, per group ------------------------------------------
 
 
-def branches(params: Params) -> list[tuple[str, Params]]:
-  """[(group name, branch layers)] of the frozen injected branches: plus_0, minus_0, plus_1, …"""
-  frozen = params["frozen"]
-  out = []
-  for i, (plus, minus) in enumerate(zip(frozen["plus"], frozen["minus"])):
-    out += [(f"plus_{i}", plus), (f"minus_{i}", minus)]
-  return out
-
-
 def layer_key(network: networks.QNetwork, name: str, group: str | None = None) -> str:
   """"<part>/<layer>" on the main path, "<group>/<layer>" for a branch (group = plus_i / minus_i)."""
   return f"{group or network.spec(name).part}/{name}"
@@ -205,12 +201,12 @@ def activations(network: networks.QNetwork, params: Params, obs: jax.Array) -> t
   """Q [B, A] and every layer's post-activation output by `layer_key`, branches included."""
   q, features = network.apply_with_features(params, obs)
   out = {layer_key(network, name): x for name, x in features.items()}
-  frozen = params["frozen"]
-  if frozen["plus"]:
+  injected = params_tree.injected_layers(params)
+  if injected:
     names = network.layer_names
-    split = names.index(next(iter(frozen["plus"][0])))
+    split = names.index(injected[0])
     x0 = features[names[split - 1]] if split > 0 else network.preprocess(obs)
-    for group, branch in branches(params):
+    for group, branch in params_tree.branches(params):
       x = x0
       for name in names[split:]:
         x = out[layer_key(network, name, group)] = network.apply_layer(name, branch[name], x)
@@ -222,16 +218,15 @@ def activations(network: networks.QNetwork, params: Params, obs: jax.Array) -> t
 
 def _weight_metrics(network, params, init_params) -> dict[str, jax.Array]:
   out = {}
-  main = networks.main_layers(params)
-  frozen = params["frozen"]
-  init_main = networks.main_layers(init_params) if init_params is not None else {}
-  injected = set(frozen["plus"][0]) if frozen["plus"] else set()
-  refs = {name: (frozen["minus"][-1][name] if name in injected else init_main.get(name)) for name in main}
+  main = params_tree.main_layers(params)
+  plus_branches, minus_branches = params_tree.plus_branches(params), params_tree.minus_branches(params)
+  init_main = params_tree.main_layers(init_params) if init_params is not None else {}
+  refs = params_tree.init_layers(params, init_params)
   layers = [(layer_key(network, n), p, refs[n]) for n, p in main.items()]
-  for i, plus in enumerate(frozen["plus"]):
+  for i, plus in enumerate(plus_branches):
     for n, p in plus.items():
-      layers.append((layer_key(network, n, f"plus_{i}"), p, init_main.get(n) if i == 0 else frozen["minus"][i - 1][n]))
-  for i, minus in enumerate(frozen["minus"]):
+      layers.append((layer_key(network, n, f"plus_{i}"), p, init_main.get(n) if i == 0 else minus_branches[i - 1][n]))
+  for i, minus in enumerate(minus_branches):
     layers += [(layer_key(network, n, f"minus_{i}"), p, None) for n, p in minus.items()]
 
   main_keys = {layer_key(network, n) for n in main}
@@ -282,7 +277,7 @@ def _metrics(agent: dqn.DQNAgent, state: dqn.TrainState, probe_batch: Mapping[st
              train_batch_size: int) -> dict[str, jax.Array]:
   network = agent.network
   params = state.params
-  batch = {k: probe_batch[k] for k in _BATCH_KEYS}
+  batch = {k: probe_batch[k] for k in BATCH_KEYS}
   out: dict[str, jax.Array] = {}
 
   # Activations: dormant fractions, FAU and effective rank of every hidden layer, per group.
@@ -306,7 +301,7 @@ def _metrics(agent: dqn.DQNAgent, state: dqn.TrainState, probe_batch: Mapping[st
   # Ranks of the penultimate features: main path, each branch that has that layer, all of them side by side.
   penultimate = network.layer_names[-2]
   out.update(rank_metrics(acts[layer_key(network, penultimate)]))
-  groups = [g for g, b in branches(params) if penultimate in b]
+  groups = [g for g, b in params_tree.branches(params) if penultimate in b]
   for group in groups:
     out.update({f"{k}/{group}": v for k, v in rank_metrics(acts[layer_key(network, penultimate, group)]).items()})
   if groups:
@@ -317,20 +312,19 @@ def _metrics(agent: dqn.DQNAgent, state: dqn.TrainState, probe_batch: Mapping[st
 
   # Weights and distance from initialization.
   out.update(_weight_metrics(network, params, init_params))
-  out["param_norm"] = tree_norm(params["trainable"])
-  out["weight_mean_abs"] = mean_abs(params["trainable"])
+  trainable = params_tree.trainable(params)
+  out["param_norm"] = tree_norm(trainable)
+  out["weight_mean_abs"] = mean_abs(trainable)
 
   # Gradients of the learner's own loss: loss and norm on the probe batch, updated units on a training batch.
-  (loss, _), grads = jax.value_and_grad(agent.loss, has_aux=True)(params["trainable"], state, batch)
+  (loss, _), grads = jax.value_and_grad(agent.loss, has_aux=True)(trainable, state, batch)
   out["loss"] = loss
   out["grad_norm"] = tree_norm(grads)
   if train_batch is None:
     train_batch = {k: v[:min(train_batch_size, v.shape[0])] for k, v in batch.items()}
-  train_grads = jax.grad(agent.loss, has_aux=True)(params["trainable"], state,
-                                                   {k: train_batch[k] for k in _BATCH_KEYS})[0]
-  for part, layers in train_grads.items():
-    for name, g in layers.items():
-      out[f"updated_units/{part}/{name}"] = updated_units(g)
+  train_grads = jax.grad(agent.loss, has_aux=True)(trainable, state, {k: train_batch[k] for k in BATCH_KEYS})[0]
+  for part, name, g in params_tree.items(train_grads):
+    out[f"updated_units/{part}/{name}"] = updated_units(g)
 
   # Q-values and TD errors (Double DQN, as in the loss) on the probe batch.
   q_next = network.apply(params, batch["next_obs"])

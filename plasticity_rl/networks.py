@@ -1,14 +1,9 @@
 """The Q-network as a sequence of named Flax layers, so surgeries can address them.
 
-The params tree of a network is
-
-    {"trainable": {"encoder": {"conv_0": …, "conv_1": …, "conv_2": …},
-                   "head":    {"dense_0": …, "dense_1": …}},
-     "frozen":    {"encoder"?: {…}, "head"?: {…},        # frozen main-path layers
-                   "plus": (branch, …), "minus": (branch, …)}}
-
-A *branch* is a dict {layer name: layer params} over a suffix of the layer
-sequence (the injected part). The network computes
+The params tree (its layout is owned by params_tree.py, which every other module reads it through)
+holds the main path's layers by part ("encoder": conv_0..2, "head": dense_0..1), trainable or
+frozen, and the injected branches plus_i / minus_i. A *branch* is a dict {layer name: layer
+params} over a suffix of the layer sequence (the injected part). The network computes
 
     Q(x) = f_main(x) + Σ_i f_plus_i(x) − Σ_i f_minus_i(x)
 
@@ -16,7 +11,7 @@ sequence (the injected part). The network computes
 where every branch runs on the features that the main path computes just before
 the branch's first layer. With no branches this is the plain Nature-CNN DQN.
 Layer widths are read off the params, so a branch may be wider than the layers
-it sits beside (dynamic growth). Only `params["trainable"]` is differentiated
+it sits beside (dynamic growth). Only the trainable part is differentiated
 and has optimizer state.
 """
 
@@ -27,6 +22,8 @@ from typing import Any, Mapping, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from plasticity_rl import params_tree
 
 Params = Any  # A nested dict of arrays.
 
@@ -169,13 +166,13 @@ class QNetwork:
     trainable: dict[str, dict[str, Params]] = {}
     for spec, key in zip(self.specs, jax.random.split(rng, len(self.specs))):
       trainable.setdefault(spec.part, {})[spec.name], x = self.init_layer(key, spec.name, x)
-    return {"trainable": trainable, "frozen": {"plus": (), "minus": ()}}
+    return params_tree.new(trainable)
 
   def init_branch(self, rng: jax.Array, params: Params, names: tuple[str, ...], obs_shape: tuple[int, ...],
                   widths: Mapping[str, int] | None = None) -> Params:
     """Fresh params for the layers `names` (a suffix of the network), optionally wider."""
     x = self.preprocess(jnp.zeros((1, *obs_shape), jnp.uint8))
-    layers = main_layers(params)
+    layers = params_tree.main_layers(params)
     for name in self.layer_names[: self.layer_names.index(names[0])]:
       x = self.apply_layer(name, layers[name], x)
     branch = {}
@@ -193,8 +190,8 @@ class QNetwork:
 
   def apply_with_features(self, params: Params, obs: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Q-values and every main-path layer's output (post-activation), by layer name."""
-    layers = main_layers(params)
-    plus, minus = params["frozen"]["plus"], params["frozen"]["minus"]
+    layers = params_tree.main_layers(params)
+    plus, minus = params_tree.plus_branches(params), params_tree.minus_branches(params)
     split = self.layer_names.index(next(iter(plus[0]))) if plus else len(self.specs)
     x = self.preprocess(obs)
     features = {}
@@ -241,16 +238,6 @@ def _kernel_init(name: str, dueling: bool = False):
   return dueling_kernel
 
 
-def main_layers(params: Params) -> dict[str, Params]:
-  """{layer name: params} of the main path, whether trainable or frozen."""
-  layers = {}
-  for group in (params["frozen"], params["trainable"]):
-    for part, part_layers in group.items():
-      if part not in ("plus", "minus"):
-        layers.update(part_layers)
-  return layers
-
-
 def halve_hidden(specs: tuple[LayerSpec, ...]) -> tuple[LayerSpec, ...]:
   """CReLU width accounting: hidden layers get ⌈features/2⌉ units, so their 2× CReLU outputs are as wide as
   the plain network's (and the parameters about half); the output layer keeps its features."""
@@ -273,5 +260,4 @@ def make_network(network_config, num_actions: int) -> QNetwork:
   )
 
 
-def count_params(tree: Params) -> int:
-  return sum(int(x.size) for x in jax.tree.leaves(tree))
+count_params = params_tree.count_params  # Elements of any tree (callers count params, a part, a branch).

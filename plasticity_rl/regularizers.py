@@ -32,10 +32,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 
 KINDS = ("none", "l2", "l2_init")
 SCHEDULES = ("constant", "incremental", "periodic")
-FRAME_SKIP = 4  # Emulator frames per agent step.
 
 Params = networks.Params
 
@@ -55,23 +55,24 @@ def coefficient(schedule: str, coef: float, frames, *, ramp_frames: int = 0, on_
 
 
 def reference(params: Params, init_params: Params) -> Params:
-  """θ₀ for every leaf of params["trainable"] (same structure): its layer's own initialization.
+  """θ₀ for every leaf of the trainable params (same structure): its layer's own initialization.
 
   Main-path layers of an injected suffix were re-initialized at the latest injection:
-  their θ₀ is that fresh init, kept frozen as params["frozen"]["minus"][-1]. Every
-  other trainable layer's θ₀ is `init_params` (TrainState.init_params) at the same path.
+  their θ₀ is that fresh init, kept frozen as the branch minus_{-1}. Every other
+  trainable layer's θ₀ is `init_params` (TrainState.init_params) at the same path
+  (params_tree.init_layers).
   """
-  injected = params["frozen"]["minus"][-1] if params["frozen"]["minus"] else {}
-  out = {}
-  for part, layers in params["trainable"].items():
-    out[part] = {}
-    for name, layer in layers.items():
-      ref = injected[name] if name in injected else init_params["trainable"].get(part, {}).get(name)
-      if ref is None or jax.tree.structure(ref) != jax.tree.structure(layer) or any(
-          r.shape != p.shape for r, p in zip(jax.tree.leaves(ref), jax.tree.leaves(layer))):
-        raise ValueError(f"l2_init: no initialization with the shapes of trainable layer {part}/{name}")
-      out[part][name] = ref
-  return out
+  refs = params_tree.init_layers(params, init_params)
+  parts = params_tree.trainable_parts(params)
+
+  def ref_of(name: str, layer: Params) -> Params:
+    ref = refs[name]
+    if ref is None or jax.tree.structure(ref) != jax.tree.structure(layer) or any(
+        r.shape != p.shape for r, p in zip(jax.tree.leaves(ref), jax.tree.leaves(layer))):
+      raise ValueError(f"l2_init: no initialization with the shapes of trainable layer {parts[name]}/{name}")
+    return ref
+
+  return params_tree.map_layers(ref_of, params_tree.trainable(params))
 
 
 def penalty(trainable: Params, ref: Params | None = None) -> jax.Array:
@@ -152,9 +153,10 @@ def from_config(config) -> Regularizer | None:
   if "regularizer" not in config or config.regularizer.kind == "none":
     return None
   validate(config)
+  from plasticity_rl.envs import atari  # pylint: disable=g-import-not-at-top  (its FRAME_SKIP; envpool, so late)
   c = config.regularizer
   return Regularizer(kind=c.kind, coef=float(c.coef), schedule=c.schedule, ramp_frames=int(c.ramp_frames),
                      on_frames=int(c.on_frames), off_frames=int(c.off_frames),
                      start_frames=int(config.replay.learning_starts_frames),
-                     frames_per_update=FRAME_SKIP / float(config.learner.replay_ratio),
+                     frames_per_update=atari.FRAME_SKIP / float(config.learner.replay_ratio),
                      start_coef=float(c.get("start_coef", 0.0)))

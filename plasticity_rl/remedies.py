@@ -11,8 +11,8 @@ jitted version (`*_jit`, compiled once per params-tree structure). Schedules: ex
 when `period_frames` > 0, every multiple of `period_frames` from `start_frames` to
 `total_frames` (`schedule_frames`).
 
-Injected networks (params["frozen"]["plus"/"minus"]): every surgery acts on
-params["trainable"] only; frozen layers are never changed (docs/interventions.md).
+Injected networks (params_tree: frozen plus/minus branches): every surgery acts on the
+trainable layers only; frozen layers are never changed (docs/interventions.md).
 """
 
 import functools
@@ -26,7 +26,9 @@ import optax
 from plasticity_rl import interventions
 from plasticity_rl import metrics
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl import surgery
+from plasticity_rl import unit_masks
 from plasticity_rl.agents import dqn
 
 Params = networks.Params
@@ -78,9 +80,7 @@ def shrink_perturb_config() -> ml_collections.ConfigDict:
 
 def _plan_frames(config, section: str) -> tuple[int, ...]:
   c = config[section]
-  frames = tuple(int(f) for f in c.frames)
-  if any(f < 0 or f > config.total_frames for f in frames):
-    raise ValueError(f"{section}.frames {frames}: every frame must be within 0..total_frames ({config.total_frames})")
+  frames = interventions.checked_frames(config, section)
   if c.period_frames < 0 or c.start_frames < 0:
     raise ValueError(f"{section}.period_frames/start_frames: must be ≥ 0 (period 0 = off), "
                      f"got {c.period_frames!r}/{c.start_frames!r}")
@@ -138,11 +138,6 @@ def validate(config) -> None:
 # -- helpers on the params tree -------------------------------------------------------------------------------
 
 
-def trainable_parts(params: Params) -> dict[str, str]:
-  """{layer name: part} of the trainable main-path layers."""
-  return {name: part for part, layers in params["trainable"].items() for name in layers}
-
-
 def fresh_layers(network: networks.QNetwork, rng: jax.Array, params: Params, names: Sequence[str],
                  obs_shape: tuple[int, ...]) -> dict[str, Params]:
   """A fresh init of the main-path layers `names`, at their current widths.
@@ -151,32 +146,15 @@ def fresh_layers(network: networks.QNetwork, rng: jax.Array, params: Params, nam
   in `QNetwork.init_branch`, so all layers with rng r equal `network.init(r)`), and
   `names` are returned.
   """
-  main = networks.main_layers(params)
+  main = params_tree.main_layers(params)
   suffix = network.layer_names[network.layer_names.index(names[0]):]
   widths = {n: main[n]["linear"]["kernel"].shape[-1] for n in suffix}
   fresh = network.init_branch(rng, params, suffix, obs_shape, widths)
   return {n: fresh[n] for n in names}
 
 
-def replace_trainable(params: Params, layers: Mapping[str, Params]) -> Params:
-  """params with the trainable main-path layers `layers` replaced (they must be trainable)."""
-  parts = trainable_parts(params)
-  trainable = {part: dict(v) for part, v in params["trainable"].items()}
-  for name, value in layers.items():
-    trainable[parts[name]][name] = value
-  return {**params, "trainable": trainable}
-
-
-def zero_opt_state(optimizer: optax.GradientTransformation, opt_state: optax.OptState,
-                   masks: Params) -> optax.OptState:
-  """Every params-shaped statistic (Adam's μ and ν, RMSProp's ν and μ, …) zeroed where `masks` (a bool tree of
-  the trainable params' structure and shapes) is True; counters and the rest kept. By structure, never position."""
-  return optax.tree_utils.tree_map_params(optimizer, lambda v, m: jnp.where(m, jnp.zeros_like(v), v), opt_state,
-                                          masks, transform_non_params=lambda v: v)
-
-
 def _check_trainable(params: Params, layers: Sequence[str], what: str) -> None:
-  frozen = [n for n in layers if n not in trainable_parts(params)]
+  frozen = [n for n in layers if n not in params_tree.trainable_parts(params)]
   if frozen:
     raise ValueError(f"{what}: layers {frozen} are frozen (only trainable layers can be changed)")
 
@@ -191,10 +169,10 @@ def reset(state: dqn.TrainState, rng: jax.Array, *, network: networks.QNetwork,
   statistics; every other leaf, the counters and the replay are kept."""
   _check_trainable(state.params, layers, "reset")
   fresh = fresh_layers(network, rng, state.params, layers, obs_shape)
-  params = replace_trainable(state.params, fresh)
-  opt_state = surgery.transfer_opt_state(optimizer, state.opt_state, params["trainable"],
-                                         reset=lambda names: bool(names & set(layers)))
-  return state.replace(params=params, target_params=replace_trainable(state.target_params, fresh),
+  params = params_tree.replace_trainable(state.params, fresh)
+  opt_state = params_tree.transfer_opt_state(optimizer, state.opt_state, params_tree.trainable(params),
+                                             reset=lambda names: bool(names & set(layers)))
+  return state.replace(params=params, target_params=params_tree.replace_trainable(state.target_params, fresh),
                        opt_state=opt_state)
 
 
@@ -210,22 +188,10 @@ def unit_activity(network: networks.QNetwork, features: jax.Array) -> jax.Array:
   return features
 
 
-def _input_rows(network: networks.QNetwork, unit_mask: jax.Array, next_kernel: jax.Array) -> jax.Array:
-  """Mask over the next layer's kernel, True on the inputs that the masked units feed.
-
-  Conv kernels [kh, kw, C_in, C_out]: input channels. Dense kernels [D_in, D_out]: rows; after a
-  conv layer D_in = H·W·C_in with the channel-last flatten order (row (h·W + w)·C_in + c reads
-  channel c), so the channel mask is tiled H·W times. CReLU feeds channels i and units + i.
-  """
-  channels = jnp.concatenate([unit_mask, unit_mask]) if network.activation == "crelu" else unit_mask
-  rows = jnp.tile(channels, next_kernel.shape[-2] // channels.shape[0])
-  return jnp.broadcast_to(rows[:, None], next_kernel.shape)
-
-
 def dormant_units(network: networks.QNetwork, params: Params, obs: jax.Array, tau: float) -> dict[str, jax.Array]:
   """{layer: bool [units]} τ-dormant units (metrics.dormant_mask on `unit_activity`) of every hidden main-path
   layer that ReDo may recycle: trainable, and feeding a trainable layer."""
-  parts = trainable_parts(params)
+  parts = params_tree.trainable_parts(params)
   names = network.layer_names
   recyclable = [n for n, nxt in zip(names[:-1], names[1:]) if n in parts and nxt in parts]
   _, features = network.apply_with_features(params, obs)
@@ -251,7 +217,7 @@ def recycle(state: dqn.TrainState, rng: jax.Array, units: Mapping[str, jax.Array
   following = {n: names[names.index(n) + 1] for n in units}
   touched = sorted(set(units) | set(following.values()), key=names.index)
   _check_trainable(params, touched, "recycle")
-  layers = networks.main_layers(params)
+  layers = params_tree.main_layers(params)
   fresh = fresh_layers(network, rng, params, [n for n in names if n in units], obs_shape)
   new = {n: jax.tree.map(jnp.asarray, layers[n]) for n in touched}  # New containers, to edit in place.
   changed = {n: jax.tree.map(lambda x: jnp.zeros(x.shape, bool), new[n]) for n in touched}
@@ -261,13 +227,13 @@ def recycle(state: dqn.TrainState, rng: jax.Array, units: Mapping[str, jax.Array
     changed[name] = jax.tree.map(lambda x, m=mask: jnp.broadcast_to(m, x.shape), changed[name])
   for name, mask in units.items():  # Outgoing, last.
     kernel = new[following[name]]["linear"]["kernel"]
-    rows = _input_rows(network, mask, kernel)
+    rows = jnp.broadcast_to(unit_masks.input_rows(network, mask, kernel.shape[-2])[:, None], kernel.shape)
     new[following[name]]["linear"]["kernel"] = jnp.where(rows, 0.0, kernel)
     changed[following[name]]["linear"]["kernel"] = changed[following[name]]["linear"]["kernel"] | rows
-  params = replace_trainable(params, new)
-  masks = jax.tree.map(lambda x: jnp.zeros(x.shape, bool), params["trainable"])
-  masks = replace_trainable({**params, "trainable": masks}, changed)["trainable"]
-  return state.replace(params=params, opt_state=zero_opt_state(optimizer, state.opt_state, masks))
+  params = params_tree.replace_trainable(params, new)
+  masks = params_tree.replace_layers(jax.tree.map(lambda x: jnp.zeros(x.shape, bool), params_tree.trainable(params)),
+                                     changed)
+  return state.replace(params=params, opt_state=params_tree.zero_opt_state(optimizer, state.opt_state, masks))
 
 
 def redo(state: dqn.TrainState, rng: jax.Array, obs: jax.Array, *, network: networks.QNetwork,
@@ -285,15 +251,15 @@ def shrink_perturb(state: dqn.TrainState, rng: jax.Array, *, network: networks.Q
                    obs_shape: tuple[int, ...], alpha: float, sigma: float) -> dqn.TrainState:
   """θ ← αθ + σθ_fresh for every trainable leaf, θ_fresh one fresh init at the current widths; the target
   network's copies of those layers get the same map with the same θ_fresh. Optimizer statistics kept."""
-  names = [n for n in network.layer_names if n in trainable_parts(state.params)]
+  names = [n for n in network.layer_names if n in params_tree.trainable_parts(state.params)]
   if not names:
     return state
   fresh = fresh_layers(network, rng, state.params, names, obs_shape)
 
   def mix(params):
-    layers = networks.main_layers(params)
-    return replace_trainable(params, {n: jax.tree.map(lambda p, f: alpha * p + sigma * f, layers[n], fresh[n])
-                                      for n in names})
+    layers = params_tree.main_layers(params)
+    return params_tree.replace_trainable(
+        params, {n: jax.tree.map(lambda p, f: alpha * p + sigma * f, layers[n], fresh[n]) for n in names})
 
   return state.replace(params=mix(state.params), target_params=mix(state.target_params))
 

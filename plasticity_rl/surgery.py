@@ -10,13 +10,13 @@ Every function here takes and returns pytrees and never mutates its input.
 """
 
 import dataclasses
-from typing import Callable, Mapping, Sequence
 
 import jax
 import optax
 
 from plasticity_rl import interventions
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl.agents import dqn
 
 Params = networks.Params
@@ -43,49 +43,6 @@ def resolve_target(network: networks.QNetwork, target: str) -> tuple[str, ...]:
   return chosen
 
 
-def _path_names(path) -> set[str]:
-  return {str(getattr(k, "key", getattr(k, "name", k))) for k in path}
-
-
-def transfer_opt_state(optimizer: optax.GradientTransformation, old_state: optax.OptState, new_trainable: Params,
-                       reset: Callable[[set[str]], bool] = lambda names: False) -> optax.OptState:
-  """Optimizer state for `new_trainable`, reusing `old_state` leaf by leaf.
-
-  A leaf of the new state takes the old leaf at the same path (e.g. the RMS
-  statistics of head/dense_0/kernel) when it exists with the same shape and
-  `reset(names on its path)` is False; otherwise it is the optimizer's fresh
-  init. Counters (no params on their path) are always kept. Edits go through
-  the state's structure, never by position.
-  """
-  old = {path: leaf for path, leaf in jax.tree_util.tree_flatten_with_path(old_state)[0]}
-
-  def pick(path, fresh):
-    previous = old.get(path)
-    if previous is None or previous.shape != fresh.shape or reset(_path_names(path)):
-      return fresh
-    return previous
-
-  return jax.tree_util.tree_map_with_path(pick, optimizer.init(new_trainable))
-
-
-def _set_layers(params: Params, layers: Mapping[str, Params], network: networks.QNetwork) -> Params:
-  trainable = {part: dict(v) for part, v in params["trainable"].items()}
-  for name, value in layers.items():
-    trainable[network.spec(name).part][name] = value
-  return {**params, "trainable": trainable}
-
-
-def _freeze_all_but(params: Params, keep: Sequence[str], network: networks.QNetwork) -> Params:
-  """Moves every trainable main-path layer not in `keep` to params["frozen"]."""
-  trainable: dict[str, dict] = {}
-  frozen = {k: (dict(v) if k not in ("plus", "minus") else v) for k, v in params["frozen"].items()}
-  for part, layers in params["trainable"].items():
-    for name, value in layers.items():
-      group = trainable if name in keep else frozen
-      group.setdefault(network.spec(name).part, {})[name] = value
-  return {"trainable": trainable, "frozen": frozen}
-
-
 def inject(state: dqn.TrainState, rng: jax.Array, *, network: networks.QNetwork,
            optimizer: optax.GradientTransformation, obs_shape: tuple[int, ...], layers: tuple[str, ...],
            hidden: int | None = None, reset_optimizer: bool = False,
@@ -98,11 +55,12 @@ def inject(state: dqn.TrainState, rng: jax.Array, *, network: networks.QNetwork,
     default keeps them, as the paper's ablation suggests).
   freeze_encoder: also freeze every layer before the branch (an ablation).
   """
-  not_trainable = [n for n in layers if not any(n in part for part in state.params["trainable"].values())]
+  not_trainable = [n for n in layers if n not in params_tree.trainable_parts(state.params)]
   if not_trainable:
     raise ValueError(f"cannot inject frozen layers {not_trainable}")
-  if state.params["frozen"]["plus"] and tuple(state.params["frozen"]["plus"][0]) != tuple(layers):
-    raise ValueError(f"earlier injections replaced {tuple(state.params['frozen']['plus'][0])}; "
+  injected = params_tree.injected_layers(state.params)
+  if injected and injected != tuple(layers):
+    raise ValueError(f"earlier injections replaced {injected}; "
                      f"all injections of a run must target the same layers, got {layers}")
   widths = None
   if hidden is not None:
@@ -110,18 +68,15 @@ def inject(state: dqn.TrainState, rng: jax.Array, *, network: networks.QNetwork,
   fresh = network.init_branch(rng, state.params, layers, obs_shape, widths)
 
   def surgery(params: Params) -> Params:
-    own = networks.main_layers(params)
+    own = params_tree.main_layers(params)
     old_branch = {n: own[n] for n in layers}
-    params = _set_layers(params, fresh, network)
-    frozen = params["frozen"]
-    params = {**params, "frozen": {**frozen, "plus": (*frozen["plus"], old_branch),
-                                   "minus": (*frozen["minus"], fresh)}}
+    params = params_tree.add_injection(params_tree.replace_trainable(params, fresh), old_branch, fresh)
     if freeze_encoder:
-      params = _freeze_all_but(params, layers, network)
+      params = params_tree.freeze_all_but(params, layers)
     return params
 
   params = surgery(state.params)
-  opt_state = transfer_opt_state(optimizer, state.opt_state, params["trainable"],
+  opt_state = params_tree.transfer_opt_state(optimizer, state.opt_state, params_tree.trainable(params),
                                  reset=lambda names: reset_optimizer and bool(names & set(layers)))
   return state.replace(params=params, target_params=surgery(state.target_params), opt_state=opt_state)
 
@@ -140,10 +95,7 @@ class InjectionPlan:
 def injection_plan(config, network: networks.QNetwork) -> InjectionPlan:
   """Checks config.injection; ValueError naming the field when it cannot work."""
   c = config.injection
-  frames = tuple(int(f) for f in c.frames)
-  if any(f < 0 for f in frames) or any(f > config.total_frames for f in frames):
-    raise ValueError(f"injection.frames {frames}: every injection must be within 0..total_frames "
-                     f"({config.total_frames})")
+  frames = interventions.checked_frames(config, "injection", what="injection")
   if list(frames) != sorted(frames):
     raise ValueError(f"injection.frames {frames} must be in increasing order")
   hidden = tuple(int(h) for h in c.hidden)

@@ -38,6 +38,7 @@ from plasticity_rl import expansion
 from plasticity_rl import interventions
 from plasticity_rl import metrics as metrics_lib
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl import progress
 from plasticity_rl import provenance as provenance_lib
 from plasticity_rl import recorder as recorder_lib
@@ -108,8 +109,8 @@ def probe_q_change(agent: dqn.DQNAgent, before, after, obs) -> float:
 
 
 def param_counts(state: dqn.TrainState) -> dict[str, int]:
-  trainable = networks.count_params(state.params["trainable"])
-  frozen = networks.count_params(state.params["frozen"])
+  trainable = params_tree.count_trainable(state.params)
+  frozen = params_tree.count_frozen(state.params)
   return {"params_trainable": trainable, "params_frozen": frozen, "params_total": trainable + frozen}
 
 

@@ -3,7 +3,7 @@
 A unit mask is {hidden layer name: float32 [units]}, 1 = active, for every layer but the output
 layer. A masked unit's own params (kernel column / output channel, bias, LayerNorm scale and bias)
 and its outgoing weights (the next layer's input rows or channels) are 0. `weight_masks` expands
-unit masks into a float tree shaped like params["trainable"]; `apply` multiplies a tree by it.
+unit masks into a float tree shaped like the trainable params; `apply` multiplies a tree by it.
 
 Kept apart from expansion.py so that agents/dqn.py can import it (expansion.py imports dqn).
 """
@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 
 Masks = Mapping[str, jax.Array]
 
@@ -23,7 +24,7 @@ def input_rows(network: networks.QNetwork, unit_mask: jax.Array, fan_in: int) ->
 
   CReLU units feed channels i and units + i; after a conv layer a dense layer reads the
   channel-last flatten of [H, W, C] (row (h·W + w)·C + c reads channel c), so the channel
-  mask is tiled H·W times (as remedies._input_rows).
+  mask is tiled H·W times. Shared by expansion (grow, masks) and ReDo (remedies.recycle).
   """
   channels = jnp.concatenate([unit_mask, unit_mask]) if network.activation == "crelu" else unit_mask
   return jnp.tile(channels, fan_in // channels.shape[0])
@@ -48,8 +49,7 @@ def weight_masks(network: networks.QNetwork, trainable: networks.Params, masks: 
 
     return jax.tree_util.tree_map_with_path(leaf, layer)
 
-  return {part: {name: layer_mask(name, layer) for name, layer in layers.items()}
-          for part, layers in trainable.items()}
+  return params_tree.map_layers(layer_mask, trainable)
 
 
 def apply(tree: Any, keep: Any) -> Any:

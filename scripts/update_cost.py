@@ -22,6 +22,7 @@ from ml_collections import config_flags
 
 from plasticity_rl import augment
 from plasticity_rl import cli
+from plasticity_rl import params_tree
 from plasticity_rl import testing
 from plasticity_rl.agents import dqn
 
@@ -46,9 +47,9 @@ def measure(config, num_actions: int, repeats: int) -> dict[str, float]:
   state = agent.init(jax.random.key(0))
   batch = {k: jnp.asarray(v) for k, v in testing.random_batch(0, config.learner.batch_size, agent.obs_shape,
                                                                 num_actions).items()}
-  params, trainable = state.params, state.params["trainable"]
+  params, trainable = state.params, params_tree.trainable(state.params)
   net = agent.network
-  q_of = lambda t, obs: net.apply({**params, "trainable": t}, obs)
+  q_of = lambda t, obs: net.apply(params_tree.with_trainable(params, t), obs)
   loss = lambda t: jnp.mean(q_of(t, batch["obs"]))
   out = {
       "augment": _time(jax.jit(lambda r, b: augment.augment_batch(agent.augment, r, b)), jax.random.key(1), batch,

@@ -20,6 +20,7 @@ import pytest
 
 from plasticity_rl import checkpoint
 from plasticity_rl import config as config_lib
+from plasticity_rl import params_tree
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import replay as replay_lib
 from plasticity_rl import surgery
@@ -91,8 +92,8 @@ def _save(directory, state, steps=(16,), replay=None, **kwargs) -> checkpoint.Ch
 def test_tree_json_round_trip_keeps_injected_structure(injected_state):
   params = injected_state.params
   spec = checkpoint.tree_to_json(params)
-  assert isinstance(spec["frozen"]["plus"], list) and len(spec["frozen"]["plus"]) == 1
-  assert spec["trainable"]["head"]["dense_0"]["linear"]["kernel"] == "float32[784,24]"
+  assert isinstance(params_tree.plus_branches(spec), list) and len(params_tree.plus_branches(spec)) == 1
+  assert params_tree.main_layers(spec)["dense_0"]["linear"]["kernel"] == "float32[784,24]"
   abstract = checkpoint.abstract_tree(json.loads(json.dumps(spec)))
   assert jax.tree.structure(abstract) == jax.tree.structure(params)
   assert [(a.shape, a.dtype) for a in jax.tree.leaves(abstract)] == [(p.shape, p.dtype) for p in
@@ -232,7 +233,7 @@ def test_reincarnated_agent_predicts_as_the_saved_one(tmp_path, agent, injected_
       assert (restored.replay is not None) == (load in ("params+optimizer+replay", "all"))
       if load == "params":
         assert _tree_equal(state.target_params, injected_state.params)
-        assert _tree_equal(state.opt_state, agent.optimizer.init(injected_state.params["trainable"]))
+        assert _tree_equal(state.opt_state, agent.optimizer.init(params_tree.trainable(injected_state.params)))
 
 
 def test_reincarnation_mismatch_names_paths_and_shapes(tmp_path, injected_state):

@@ -20,6 +20,7 @@ from plasticity_rl import expansion
 from plasticity_rl import interventions
 from plasticity_rl import metrics
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl import remedies
 from plasticity_rl import replay as replay_lib
 from plasticity_rl import testing
@@ -63,7 +64,7 @@ def trained() -> dqn.TrainState:
 
 
 def layers(params):
-  return networks.main_layers(params)
+  return params_tree.main_layers(params)
 
 
 def param_leaves(agent, opt_state):
@@ -75,7 +76,7 @@ def param_leaves(agent, opt_state):
 
 
 def keep_leaves(agent, state, repeat: int = 2):
-  keep = jax.tree.leaves(unit_masks.weight_masks(agent.network, state.params["trainable"], state.masks))
+  keep = jax.tree.leaves(unit_masks.weight_masks(agent.network, params_tree.trainable(state.params), state.masks))
   return [np.asarray(k) for k in keep] * repeat
 
 
@@ -91,9 +92,10 @@ def test_start_masks_the_first_units_online_and_target():
   fresh = agent.init(jax.random.key(0))
   assert {n: int(m.sum()) for n, m in state.masks.items()} == {n: expansion.count_for(FRACTION, m.shape[0])
                                                                for n, m in state.masks.items()}
-  keep = unit_masks.weight_masks(agent.network, state.params["trainable"], state.masks)
+  keep = unit_masks.weight_masks(agent.network, params_tree.trainable(state.params), state.masks)
   for params in (state.params, state.target_params):
-    for p, f, k in zip(jax.tree.leaves(params["trainable"]), jax.tree.leaves(fresh.params["trainable"]),
+    for p, f, k in zip(jax.tree.leaves(params_tree.trainable(params)),
+                       jax.tree.leaves(params_tree.trainable(fresh.params)),
                        jax.tree.leaves(keep)):
       np.testing.assert_array_equal(p, np.where(k > 0, f, 0.0))
   dense_1 = np.asarray(layers(state.params)["dense_1"]["linear"]["kernel"])  # Rows from inactive units are 0.
@@ -104,7 +106,7 @@ def test_start_masks_the_first_units_online_and_target():
   again = expansion.start(state, network=agent.network, optimizer=agent.optimizer, initial_fraction=0.5)
   assert again is state  # Masks present (resumed, reincarnated): kept.
   assert expansion.active_params(agent.network, state.params, state.masks) < networks.count_params(
-      state.params["trainable"]) == expansion.active_params(agent.network, state.params, None)
+      params_tree.trainable(state.params)) == expansion.active_params(agent.network, state.params, None)
 
 
 def test_all_ones_masks_update_like_no_masks():
@@ -121,7 +123,8 @@ def test_all_ones_masks_update_like_no_masks():
 def test_masked_weights_stay_zero_and_get_no_optimizer_moments():
   agent, before, state = make_agent(), started(), trained()
   keep = keep_leaves(agent, state, repeat=1)
-  for p, p0, k in zip(jax.tree.leaves(state.params["trainable"]), jax.tree.leaves(before.params["trainable"]), keep):
+  for p, p0, k in zip(jax.tree.leaves(params_tree.trainable(state.params)), jax.tree.leaves(params_tree.trainable(before.params)),
+                      keep):
     assert np.all(np.asarray(p)[k == 0] == 0.0)
     assert np.any(np.asarray(p)[k > 0] != np.asarray(p0)[k > 0])  # Active entries learn.
   for v, k in zip(param_leaves(agent, state.opt_state), keep * 2):
@@ -163,7 +166,8 @@ def test_grow_keeps_q_and_opens_zero_outgoing_weights(activation):
     rows = np.asarray(unit_masks.input_rows(agent.network, jnp.asarray(g, jnp.float32), following.shape[-2])) > 0
     assert not np.any(np.moveaxis(following, -2, 0)[rows])  # Outgoing weights 0.
   keep0 = keep_leaves(agent, state, repeat=1)
-  for a, b, k in zip(jax.tree.leaves(grown_state.params["trainable"]), jax.tree.leaves(state.params["trainable"]),
+  for a, b, k in zip(jax.tree.leaves(params_tree.trainable(grown_state.params)),
+                     jax.tree.leaves(params_tree.trainable(state.params)),
                      keep0):
     np.testing.assert_array_equal(np.asarray(a)[k > 0], np.asarray(b)[k > 0])  # Active entries unchanged.
   for v, k in zip(param_leaves(agent, grown_state.opt_state), keep0 * 2):
@@ -184,7 +188,7 @@ def test_grow_picks_the_units_with_the_largest_outgoing_gradient():
     scales[name] = rng.permutation(np.linspace(0.5, 2.0, n)).astype(np.float32)
     base = kernel[..., :1]  # Unit 0 is active: its incoming weights (from active inputs) make w.
     fresh[name] = {"linear": {"kernel": jnp.asarray(base * scales[name]), "bias": jnp.zeros(n)}}
-  candidate = expansion.candidates(agent.network, state.params["trainable"], state.masks, fresh)
+  candidate = expansion.candidates(agent.network, params_tree.trainable(state.params), state.masks, fresh)
   scores = expansion.growth_scores(agent, state, random_batch(7), candidate)
   grown_state, grown = expansion.grow_from(state, fresh, random_batch(7), agent=agent, fraction=FRACTION)
   for name, g in grown.items():
@@ -209,7 +213,7 @@ def test_prune_returns_dormant_units_to_the_pool():
   for name in ("conv_1", "dense_0"):  # Unit 1 (active) dead: no incoming weights, bias −1.
     main[name]["linear"]["kernel"] = main[name]["linear"]["kernel"].at[..., 1].set(0.0)
     main[name]["linear"]["bias"] = main[name]["linear"]["bias"].at[1].set(-1.0)
-  dead = state.replace(params=remedies.replace_trainable(state.params, main))
+  dead = state.replace(params=params_tree.replace_trainable(state.params, main))
   obs = random_batch(8)["obs"]
   kept, none = expansion.prune(dead, obs, network=agent.network, optimizer=agent.optimizer, tau=0.0,
                                min_fraction=FRACTION)  # The floor is the start size: nothing to prune.
@@ -242,7 +246,7 @@ def test_grow_and_prune_caps_pruning_at_a_share_of_the_growth():
   for name in ("conv_1", "dense_0"):
     main[name]["linear"]["kernel"] = main[name]["linear"]["kernel"].at[..., 1].set(0.0)
     main[name]["linear"]["bias"] = main[name]["linear"]["bias"].at[1].set(-1.0)
-  dead = state.replace(params=remedies.replace_trainable(state.params, main))
+  dead = state.replace(params=params_tree.replace_trainable(state.params, main))
   batch = random_batch(8)
   step = functools.partial(expansion.grow_and_prune_jit, agent=agent, prune_units=True,
                            **{**BUILDER_STATICS, "min_fraction": 0.01})
@@ -287,7 +291,7 @@ def test_active_params_grow_on_schedule():
   schedule = interventions.INTERVENTIONS["expansion"](config, agent)
   assert [f for f, _ in schedule] == [0, 1000, 2000, 3000, 4000]
   state = agent.init(jax.random.key(0))
-  full = networks.count_params(state.params["trainable"])
+  full = networks.count_params(params_tree.trainable(state.params))
   # 8-unit layers: 2 active, pool 6 -> ⌊3⌋, ⌊2.25⌋, ⌊0.75⌋, 0; 16-unit layers: 4 active, pool 12 -> 6, 4, 1, 0.
   grown = {8: [3, 2, 0, 0], 16: [6, 4, 1, 0]}
   counts = []
@@ -352,7 +356,8 @@ def test_update_compiles_once_across_grow_and_prune():
   assert set(info) == {"dormant"} | {f"grown/{n}" for n in state.masks}
   assert sum(int(np.sum(p)) for p in pruned.values()) > 0  # τ = 0.5 prunes something: masks changed.
   keep = keep_leaves(agent, state, repeat=1)
-  assert all(np.all(np.asarray(p)[k == 0] == 0) for p, k in zip(jax.tree.leaves(state.params["trainable"]), keep))
+  assert all(np.all(np.asarray(p)[k == 0] == 0)
+             for p, k in zip(jax.tree.leaves(params_tree.trainable(state.params)), keep))
 
 
 def test_checkpoint_round_trip_keeps_masks(tmp_path):
@@ -456,4 +461,4 @@ def test_injection_is_refused():
   with pytest.raises(ValueError, match="injection.trigger.metric 'dormant_0.1'"):
     expansion.validate(config)
   with pytest.raises(ValueError, match="cannot be combined with plasticity injection"):
-    expansion.check_plain({"trainable": {}, "frozen": {"plus": ({},), "minus": ({},)}}, "expansion.grow")
+    expansion.check_plain(params_tree.add_injection(params_tree.new({}), {}, {}), "expansion.grow")

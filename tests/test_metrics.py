@@ -17,6 +17,7 @@ import pytest
 
 from plasticity_rl import metrics
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl import plot_metrics
 from plasticity_rl import surgery
 from plasticity_rl import testing
@@ -238,13 +239,13 @@ def test_values_match_the_building_blocks():
   assert out["feature_rank"] == np.sum(sv / np.sqrt(PROBE) > 0.01)  # Lyle et al. 2022.
   assert out["feature_rank_unnormalized"] == np.sum(sv > 0.01)
   assert out["q_mean"] == pytest.approx(float(jnp.mean(q)), rel=1e-5)
-  _, info = agent.loss(state.params["trainable"], state, {k: jnp.asarray(v) for k, v in batch.items()})
+  _, info = agent.loss(params_tree.trainable(state.params), state, {k: jnp.asarray(v) for k, v in batch.items()})
   assert out["td_abs_mean"] == pytest.approx(float(info["td_abs_mean"]), rel=1e-4)
   assert out["loss"] == pytest.approx(float(info["loss"]), rel=1e-4)
-  dense_0 = [np.asarray(x) for x in jax.tree.leaves(state.params["trainable"]["head"]["dense_0"])]
+  dense_0 = [np.asarray(x) for x in jax.tree.leaves(params_tree.main_layers(state.params)["dense_0"])]
   assert out["weight_mean_abs/head/dense_0"] == pytest.approx(
       sum(np.abs(x).sum() for x in dense_0) / sum(x.size for x in dense_0), rel=1e-5)  # Kernel and bias.
-  diff = jax.tree.map(jnp.subtract, state.params["trainable"], init["trainable"])
+  diff = jax.tree.map(jnp.subtract, params_tree.trainable(state.params), params_tree.trainable(init))
   assert out["distance_from_init"] == pytest.approx(float(metrics.tree_norm(diff)), rel=1e-4)
 
 
@@ -281,13 +282,11 @@ def test_effective_rank_of_every_hidden_layer():
 
 def test_weight_mean_abs_is_network_wide_with_biases():
   state, init = trained()
-  trainable = state.params["trainable"]
-  head = trainable["head"]
-  bias = np.asarray(head["dense_1"]["linear"]["bias"]) + 100.0  # Biases count: the mean moves.
-  params = {**state.params, "trainable": {**trainable, "head": {
-      **head, "dense_1": {"linear": {**head["dense_1"]["linear"], "bias": bias}}}}}
+  dense_1 = params_tree.main_layers(state.params)["dense_1"]
+  bias = np.asarray(dense_1["linear"]["bias"]) + 100.0  # Biases count: the mean moves.
+  params = params_tree.replace_trainable(state.params, {"dense_1": {"linear": {**dense_1["linear"], "bias": bias}}})
   out = compute(state.replace(params=params), init)
-  leaves = [np.asarray(x) for x in jax.tree.leaves(params["trainable"])]
+  leaves = [np.asarray(x) for x in jax.tree.leaves(params_tree.trainable(params))]
   assert out["weight_mean_abs"] == pytest.approx(
       sum(np.abs(x).sum() for x in leaves) / sum(x.size for x in leaves), rel=1e-5)
   assert out["weight_mean_abs"] > 100.0 * NUM_ACTIONS / sum(x.size for x in leaves)
@@ -316,11 +315,10 @@ def test_updated_units_are_measured_on_a_training_batch():
 def test_k_dead_hidden_units_end_to_end():
   """dense_0 with k units whose bias is hugely negative (never fire) and the rest hugely positive (always fire)."""
   state, init = trained()
-  head = state.params["trainable"]["head"]
-  k, n = 3, head["dense_0"]["linear"]["bias"].shape[0]
+  dense_0 = params_tree.main_layers(state.params)["dense_0"]
+  k, n = 3, dense_0["linear"]["bias"].shape[0]
   bias = np.where(np.arange(n) < k, -1e6, 100.0).astype(np.float32)
-  params = {**state.params, "trainable": {**state.params["trainable"], "head": {
-      **head, "dense_0": {"linear": {**head["dense_0"]["linear"], "bias": bias}}}}}
+  params = params_tree.replace_trainable(state.params, {"dense_0": {"linear": {**dense_0["linear"], "bias": bias}}})
   out = compute(state.replace(params=params), init)
   for tau in ("0", "0.025", "0.1"):
     assert out[f"dormant_{tau}/head/dense_0"] == pytest.approx(k / n)

@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl.agents import dqn
 
 OBS = (84, 84, 4)
@@ -31,21 +32,18 @@ def _init_shapes(num_actions: int = 6, **overrides):
 
 
 def _kernel_shapes(params) -> dict[str, tuple[int, ...]]:
-  layers = networks.main_layers(params)
+  layers = params_tree.main_layers(params)
   return {name: layers[name]["linear"]["kernel"].shape for name in layers}
 
 
 def test_param_tree_has_named_parts():
-  _, params = _init_shapes()
-  assert set(params) == {"trainable", "frozen"}
-  assert set(params["trainable"]) == {"encoder", "head"}
-  assert set(params["trainable"]["encoder"]) == {"conv_0", "conv_1", "conv_2"}
-  assert set(params["trainable"]["head"]) == {"dense_0", "dense_1"}
-  assert params["frozen"] == {"plus": (), "minus": ()}
-  for part in params["trainable"].values():
-    for layer in part.values():
-      assert set(layer) == {"linear"}  # No norm params without layer_norm.
-      assert set(layer["linear"]) == {"kernel", "bias"}
+  _, params = _init_shapes()  # The layout itself: tests/test_params_tree.py.
+  assert params_tree.trainable_parts(params) == {"conv_0": "encoder", "conv_1": "encoder", "conv_2": "encoder",
+                                                 "dense_0": "head", "dense_1": "head"}
+  assert params_tree.is_plain(params) and params_tree.num_injections(params) == 0
+  for layer in params_tree.main_layers(params).values():
+    assert set(layer) == {"linear"}  # No norm params without layer_norm.
+    assert set(layer["linear"]) == {"kernel", "bias"}
 
 
 def test_nature_cnn_shapes_and_param_count():
@@ -69,7 +67,7 @@ def test_width_multiplier_scales_hidden_channels_not_actions():
 
 def test_layer_norm_adds_norm_params_to_hidden_layers_only():
   network, params = _init_shapes(layer_norm=True)
-  layers = networks.main_layers(params)
+  layers = params_tree.main_layers(params)
   for spec in network.specs[:-1]:
     assert set(layers[spec.name]) == {"linear", "norm"}, spec.name
     assert layers[spec.name]["norm"]["scale"].shape == (spec.features,)
@@ -154,7 +152,7 @@ def test_optimizer_presets_build_on_the_trainable_tree(name):
   learner = ml_collections.ConfigDict({"optimizer": name, "learning_rate": None})
   optimizer = dqn.make_optimizer(learner)
   _, params = _init_shapes(num_actions=5, width=0.25, hidden=32)
-  trainable = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), params["trainable"])
+  trainable = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), params_tree.trainable(params))
 
   @jax.jit  # One compile rather than an eager op per leaf shape.
   def first_update(trainable):
@@ -177,7 +175,7 @@ def test_dueling_head_is_value_plus_centred_advantage():
   network, params = _init(num_actions=4, width=0.25, hidden=32, dueling=True)
   obs = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, *OBS), np.uint8))
   _, features = network.apply_with_features(params, obs)
-  kernel, bias = (params["trainable"]["head"]["dense_1"]["linear"][k] for k in ("kernel", "bias"))
+  kernel, bias = (params_tree.main_layers(params)["dense_1"]["linear"][k] for k in ("kernel", "bias"))
   assert kernel.shape == (32 // 4, 5)  # 4 advantages + 1 value, one kernel.
   out = np.asarray(features["dense_0"]) @ np.asarray(kernel) + np.asarray(bias)
   advantage, value = out[:, :4], out[:, 4:]
@@ -189,14 +187,14 @@ def test_dueling_columns_are_initialized_as_separate_xavier_layers():
   # Dopamine: adv = Dense(A, xavier_uniform)(x), value = Dense(1, xavier_uniform)(x): limits √(6/(n+A)) and
   # √(6/(n+1)). A narrow hidden layer (n = 8) with A = 18 tells them apart: 0.48 vs 0.82.
   network = networks.make_network(_network_config(dueling=True, initializer="xavier_uniform", hidden=8), 18)
-  kernels = [np.asarray(network.init(jax.random.key(k), (36, 36, 4))["trainable"]["head"]["dense_1"]["linear"]
+  kernels = [np.asarray(params_tree.main_layers(network.init(jax.random.key(k), (36, 36, 4)))["dense_1"]["linear"]
                         ["kernel"]) for k in range(10)]
   advantage, value = np.concatenate([k[:, :18] for k in kernels]), np.concatenate([k[:, 18] for k in kernels])
   adv_bound, value_bound = np.sqrt(6 / (8 + 18)), np.sqrt(6 / (8 + 1))
   assert adv_bound * 0.95 < np.abs(advantage).max() <= adv_bound * (1 + 1e-6)
   assert value_bound * 0.9 < np.abs(value).max() <= value_bound * (1 + 1e-6)
   params = network.init(jax.random.key(0), (36, 36, 4))
-  assert not np.asarray(params["trainable"]["head"]["dense_1"]["linear"]["bias"]).any()
+  assert not np.asarray(params_tree.main_layers(params)["dense_1"]["linear"]["bias"]).any()
 
 
 def test_same_padding_gives_dopamines_feature_sizes():
@@ -209,7 +207,7 @@ def test_same_padding_gives_dopamines_feature_sizes():
 
 def test_dqn_zoo_initializer_draws_weights_and_biases_within_one_over_sqrt_fan_in():
   _, params = _init(num_actions=6, initializer="dqn_zoo")
-  layers = networks.main_layers(params)
+  layers = params_tree.main_layers(params)
   for name, fan_in in (("conv_0", 8 * 8 * 4), ("conv_1", 4 * 4 * 32), ("conv_2", 3 * 3 * 64),
                        ("dense_0", 3136), ("dense_1", 512)):
     bound = 1 / np.sqrt(fan_in)
@@ -226,11 +224,11 @@ def test_unknown_initializer_is_rejected():
 
 def test_shared_output_bias_is_one_parameter_added_to_every_q_value():
   network, params = _init(num_actions=5, width=0.25, hidden=16, initializer="dqn_zoo", shared_output_bias=True)
-  bias = params["trainable"]["head"]["dense_1"]["linear"]["bias"]
+  bias = params_tree.main_layers(params)["dense_1"]["linear"]["bias"]
   assert bias.shape == (1,) and float(jnp.abs(bias[0])) <= 1 / 4 + 1e-6  # ±1/√fan_in, fan_in = 16.
   obs = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, *OBS), np.uint8))
-  shifted = jax.tree.map(lambda x: x, params)
-  shifted["trainable"]["head"]["dense_1"]["linear"]["bias"] = bias + 1.0
+  dense_1 = params_tree.main_layers(params)["dense_1"]
+  shifted = params_tree.replace_trainable(params, {"dense_1": {"linear": {**dense_1["linear"], "bias": bias + 1.0}}})
   np.testing.assert_allclose(network.apply(shifted, obs) - network.apply(params, obs), 1.0, rtol=1e-5)
   total = networks.count_params(params)
   _, per_action = _init(num_actions=5, width=0.25, hidden=16, initializer="dqn_zoo")

@@ -10,6 +10,7 @@ import pytest
 
 from plasticity_rl import config as config_lib
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl import regularizers
 from plasticity_rl import surgery
 from plasticity_rl.agents import dqn
@@ -107,13 +108,14 @@ def moved_state(a: dqn.DQNAgent) -> dqn.TrainState:
 def term_grad(kind):
   """∇ of (loss with the term) − (loss without), on the same state and batch."""
   state, b = moved_state(agent(None)), batch(9)
-  grad = lambda a: jax.grad(lambda t: a.loss(t, state, b)[0])(state.params["trainable"])
+  grad = lambda a: jax.grad(lambda t: a.loss(t, state, b)[0])(params_tree.trainable(state.params))
   return state, jax.tree.map(jnp.subtract, grad(agent(kind)), grad(agent(None)))
 
 
 def test_l2_init_gradient_points_to_init():
   state, g = term_grad("l2_init")
-  expected = jax.tree.map(lambda p, p0: 2 * 0.01 * (p - p0), state.params["trainable"], state.init_params["trainable"])
+  expected = jax.tree.map(lambda p, p0: 2 * 0.01 * (p - p0), params_tree.trainable(state.params),
+                          params_tree.trainable(state.init_params))
   for a, e in zip(jax.tree.leaves(g), jax.tree.leaves(expected), strict=True):
     np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-7)
   assert any(float(jnp.max(jnp.abs(e))) > 0 for e in jax.tree.leaves(expected))
@@ -121,15 +123,15 @@ def test_l2_init_gradient_points_to_init():
 
 def test_l2_gradient_points_to_zero():
   state, g = term_grad("l2")
-  for a, p in zip(jax.tree.leaves(g), jax.tree.leaves(state.params["trainable"]), strict=True):
+  for a, p in zip(jax.tree.leaves(g), jax.tree.leaves(params_tree.trainable(state.params)), strict=True):
     np.testing.assert_allclose(a, 2 * 0.01 * p, rtol=1e-4, atol=1e-7)
 
 
 def test_penalty_values_and_info():
   state = moved_state(agent(None))
-  loss_plain, info_plain = agent(None).loss(state.params["trainable"], state, batch(9))
-  loss_l2, info = agent("l2").loss(state.params["trainable"], state, batch(9))
-  sq = sum(float(jnp.sum(x**2)) for x in jax.tree.leaves(state.params["trainable"]))
+  loss_plain, info_plain = agent(None).loss(params_tree.trainable(state.params), state, batch(9))
+  loss_l2, info = agent("l2").loss(params_tree.trainable(state.params), state, batch(9))
+  sq = sum(float(jnp.sum(x**2)) for x in jax.tree.leaves(params_tree.trainable(state.params)))
   assert float(info["reg_penalty"]) == pytest.approx(sq, rel=1e-5)
   assert float(loss_l2) == pytest.approx(float(loss_plain) + 0.01 * sq, rel=1e-5)
   assert float(info["loss"]) == float(info_plain["loss"])  # The logged loss stays the TD loss.
@@ -149,11 +151,11 @@ def test_l2_init_reference_after_injection_is_the_branch_init():
                             layers=("dense_1",))
   ref = regularizers.reference(injected.params, injected.init_params)
   np.testing.assert_array_equal(ref["head"]["dense_1"]["linear"]["kernel"],
-                                injected.params["frozen"]["minus"][-1]["dense_1"]["linear"]["kernel"])
+                                params_tree.minus_branches(injected.params)[-1]["dense_1"]["linear"]["kernel"])
   np.testing.assert_array_equal(ref["head"]["dense_0"]["linear"]["kernel"],
-                                injected.init_params["trainable"]["head"]["dense_0"]["linear"]["kernel"])
+                                params_tree.main_layers(injected.init_params)["dense_0"]["linear"]["kernel"])
   # The fresh branch starts at its reference: its part of the penalty is 0.
-  assert float(regularizers.penalty({"h": injected.params["trainable"]["head"]["dense_1"]},
+  assert float(regularizers.penalty({"h": params_tree.main_layers(injected.params)["dense_1"]},
                                     {"h": ref["head"]["dense_1"]})) == 0.0
 
 

@@ -18,9 +18,11 @@ import pytest
 from plasticity_rl import config as config_lib
 from plasticity_rl import interventions
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl import remedies
 from plasticity_rl import surgery
 from plasticity_rl import testing
+from plasticity_rl import unit_masks
 from plasticity_rl.agents import dqn
 
 OBS_SHAPE = (44, 44, 4)  # conv_2 outputs 2×2 feature maps: the conv → dense flatten order matters.
@@ -46,16 +48,16 @@ def trained_state(activation: str = "relu", layer_norm: bool = False, seed: int 
   non-zero optimizer moments, counters at 3."""
   agent = make_agent(activation, layer_norm, optimizer)
   state = agent.init(jax.random.key(seed))
-  leaves, treedef = jax.tree.flatten(state.params["trainable"])
+  leaves, treedef = jax.tree.flatten(params_tree.trainable(state.params))
   noise = np.random.default_rng(seed)
   moved = jax.tree.unflatten(treedef, [x + 0.01 * noise.standard_normal(x.shape).astype(np.float32) for x in leaves])
   opt_state = optax.tree_utils.tree_map_params(
       agent.optimizer, lambda v, p: jnp.abs(p) + 1e-3, state.opt_state, moved, transform_non_params=lambda v: v + 3)
-  return state.replace(params={**state.params, "trainable": moved}, opt_state=opt_state)
+  return state.replace(params=params_tree.with_trainable(state.params, moved), opt_state=opt_state)
 
 
 def layer(params, name):
-  return networks.main_layers(params)[name]
+  return params_tree.main_layers(params)[name]
 
 
 def flat(tree) -> dict[str, np.ndarray]:
@@ -94,7 +96,7 @@ def do_reset(state, target, seed=7, agent=None):
 def test_reset_changes_only_its_layers_and_their_optimizer_state(target):
   agent, state = make_agent(), trained_state()
   new, layers = do_reset(state, target)
-  fresh = agent.optimizer.init(new.params["trainable"])
+  fresh = agent.optimizer.init(params_tree.trainable(new.params))
   for name in agent.network.layer_names:
     before, after = layer(state.params, name), layer(new.params, name)
     if name in layers:
@@ -145,16 +147,15 @@ DEAD = {"conv_1": [0, 3], "conv_2": [1, 4, 9], "dense_0": [2, 5]}  # Of 16, 16 a
 
 def with_dead_units(state: dqn.TrainState, activation: str = "relu") -> dqn.TrainState:
   """Units of DEAD made dead on every input: a very negative bias (ReLU), or zero incoming weights (CReLU)."""
-  trainable = jax.tree.map(lambda x: x, state.params["trainable"])
-  parts = remedies.trainable_parts(state.params)
+  layers = jax.tree.map(lambda x: x, params_tree.layers(params_tree.trainable(state.params)))  # New containers.
   for name, units in DEAD.items():
-    linear = trainable[parts[name]][name]["linear"]
+    linear = layers[name]["linear"]
     if activation == "crelu":
       linear["kernel"] = linear["kernel"].at[..., units].set(0.0)
       linear["bias"] = linear["bias"].at[jnp.array(units)].set(0.0)
     else:
       linear["bias"] = linear["bias"].at[jnp.array(units)].set(-1e4)
-  return state.replace(params={**state.params, "trainable": trainable})
+  return state.replace(params=params_tree.replace_trainable(state.params, {n: layers[n] for n in DEAD}))
 
 
 def redo(state, tau, activation="relu", layer_norm=False, obs=None, seed=5, optimizer="adam_dopamine"):
@@ -232,15 +233,15 @@ def test_redo_incoming_fresh_bias_zero_outgoing_zero_and_flatten_order():
 
 def changed_entries(network, params, masks):
   """Bool tree (trainable structure): the entries ReDo may write for `masks`, computed independently."""
-  out = jax.tree.map(lambda x: np.zeros(x.shape, bool), params["trainable"])
-  parts = remedies.trainable_parts(params)
+  out = jax.tree.map(lambda x: np.zeros(x.shape, bool), params_tree.trainable(params))
+  layers = params_tree.layers(out)  # The same arrays: written in place below.
   names = network.layer_names
   for name, mask in masks.items():
     units = np.flatnonzero(mask)
-    for leaf in jax.tree.leaves(out[parts[name]][name]):
+    for leaf in jax.tree.leaves(layers[name]):
       leaf[..., units] = True
     following = names[names.index(name) + 1]
-    kernel = out[parts[following]][following]["linear"]["kernel"]
+    kernel = layers[following]["linear"]["kernel"]
     if kernel.ndim == 4:
       kernel[:, :, units, :] = True
     else:
@@ -257,7 +258,8 @@ def test_redo_zeroes_moments_of_changed_entries_only_and_keeps_the_rest(optimize
   changed = changed_entries(agent.network, state.params, jax.device_get(masks))
   assert sum(int(x.sum()) for x in jax.tree.leaves(changed)) > 0
   keep = lambda a, b: np.asarray(a)[~b]
-  for a, b, m in zip(jax.tree.leaves(new.params["trainable"]), jax.tree.leaves(state.params["trainable"]),
+  for a, b, m in zip(jax.tree.leaves(params_tree.trainable(new.params)),
+                     jax.tree.leaves(params_tree.trainable(state.params)),
                      jax.tree.leaves(changed), strict=True):
     np.testing.assert_array_equal(keep(a, m), keep(b, m))
   stats, old = new.opt_state[0], state.opt_state[0]  # Adam's (count, μ, ν); centered RMSProp's (μ, ν).
@@ -274,23 +276,23 @@ def test_redo_q_equals_the_network_with_dormant_outgoing_weights_cut():
   agent, state = make_agent(), trained_state()
   new, masks = redo(state, 0.5)
   assert sum(int(np.sum(m)) for m in masks.values()) > 0
-  cut = jax.tree.map(lambda x: x, state.params)
-  parts = remedies.trainable_parts(state.params)
+  layers = jax.tree.map(lambda x: x, params_tree.main_layers(state.params))  # New containers.
   names = agent.network.layer_names
   for name, mask in masks.items():
     following = names[names.index(name) + 1]
-    kernel = cut["trainable"][parts[following]][following]["linear"]["kernel"]
-    cut["trainable"][parts[following]][following]["linear"]["kernel"] = jnp.where(
-        remedies._input_rows(agent.network, mask, kernel), 0.0, kernel)  # pylint: disable=protected-access
+    kernel = layers[following]["linear"]["kernel"]
+    rows = unit_masks.input_rows(agent.network, mask, kernel.shape[-2])[:, None]
+    layers[following]["linear"]["kernel"] = jnp.where(jnp.broadcast_to(rows, kernel.shape), 0.0, kernel)
+  cut = params_tree.replace_trainable(state.params, layers)
   obs = random_batch(40, 8)["obs"]
   np.testing.assert_allclose(agent.network.apply(new.params, obs), agent.network.apply(cut, obs), atol=1e-5)
 
 
 def test_redo_with_layer_norm_resets_the_recycled_units_norm_params():
   state = with_dead_units(trained_state(layer_norm=True))
-  scaled = jax.tree.map(lambda x: x, state.params)
-  scaled["trainable"]["head"]["dense_0"]["norm"]["scale"] = jnp.full_like(
-      scaled["trainable"]["head"]["dense_0"]["norm"]["scale"], 0.5)
+  dense_0 = params_tree.main_layers(state.params)["dense_0"]
+  scaled = params_tree.replace_trainable(state.params, {"dense_0": {
+      **dense_0, "norm": {**dense_0["norm"], "scale": jnp.full_like(dense_0["norm"]["scale"], 0.5)}}})
   new, masks = redo(state.replace(params=scaled), 0.0, layer_norm=True)
   units = np.flatnonzero(masks["dense_0"])
   assert len(units) > 0
@@ -307,7 +309,7 @@ def test_redo_on_an_injected_network_changes_only_the_trainable_main_path():
                             obs_shape=OBS_SHAPE, layers=("dense_0", "dense_1"))
   new, masks = redo(injected, 0.5)
   assert sum(int(np.sum(m)) for m in masks.values()) > 0
-  assert_trees_equal(new.params["frozen"], injected.params["frozen"])
+  assert_trees_equal(params_tree.frozen(new.params), params_tree.frozen(injected.params))
   assert jax.tree.structure(new) == jax.tree.structure(injected)
 
 
@@ -408,7 +410,7 @@ def _shapes(activation, halve):
   network = networks.make_network(cfg, 6)
   params = jax.eval_shape(lambda r: network.init(r, (84, 84, 4)), jax.random.key(0))
   return networks.count_params(params), {n: l["linear"]["kernel"].shape for n, l in
-                                         networks.main_layers(params).items()}
+                                         params_tree.main_layers(params).items()}
 
 
 def test_crelu_halved_width_keeps_representation_widths():

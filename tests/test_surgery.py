@@ -11,6 +11,7 @@ import pytest
 
 from plasticity_rl import config as config_lib
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl import surgery
 from plasticity_rl import testing
 from plasticity_rl.agents import dqn
@@ -71,7 +72,7 @@ def test_predictions_unchanged_by_one_two_three_injections(target):
         before = agent.network.apply(getattr(current, tree), obs)
         after = agent.network.apply(getattr(injected, tree), obs)
         assert float(jnp.max(jnp.abs(after - before))) <= 1e-5, (target, k, tree)
-      assert len(injected.params["frozen"]["plus"]) == k + 1
+      assert len(params_tree.plus_branches(injected.params)) == k + 1
       current, _ = agent.update(injected, random_batch(10 + k))  # Train between injections.
 
 
@@ -83,8 +84,8 @@ def test_growth_keeps_predictions_and_widens_the_trainable_head():
     grown = inject(agent, state, hidden=hidden)
     chex.assert_trees_all_close(agent.network.apply(grown.params, obs), agent.network.apply(state.params, obs),
                                 atol=1e-5)
-    assert grown.params["trainable"]["head"]["dense_0"]["linear"]["kernel"].shape[-1] == hidden
-    assert networks.count_params(grown.params["trainable"]) > networks.count_params(state.params["trainable"])
+    assert params_tree.main_layers(grown.params)["dense_0"]["linear"]["kernel"].shape[-1] == hidden
+    assert params_tree.count_trainable(grown.params) > params_tree.count_trainable(state.params)
     grown, _ = agent.update(grown, random_batch(5))  # The optimizer state fits the wider head.
     state = grown
 
@@ -94,8 +95,9 @@ def test_trainable_count_unchanged_by_same_width_injection(target):
   agent = make_agent()
   state = trained_state(agent, updates=1)
   injected = inject(agent, state, layers=surgery.resolve_target(agent.network, target))
-  assert (networks.count_params(injected.params["trainable"]) == networks.count_params(state.params["trainable"]))
-  chex.assert_trees_all_equal_shapes_and_dtypes(injected.params["trainable"], state.params["trainable"])
+  assert params_tree.count_trainable(injected.params) == params_tree.count_trainable(state.params)
+  chex.assert_trees_all_equal_shapes_and_dtypes(params_tree.trainable(injected.params),
+                                                params_tree.trainable(state.params))
   # Optimizer state exists only for trainable leaves: same structure as before.
   assert jax.tree.structure(injected.opt_state) == jax.tree.structure(state.opt_state)
 
@@ -106,8 +108,9 @@ def test_frozen_leaves_bit_identical_after_updates_and_trainable_ones_move():
   state = injected
   for i in range(5):
     state, _ = agent.update(state, random_batch(20 + i))
-  chex.assert_trees_all_equal(state.params["frozen"], injected.params["frozen"])
-  moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params["trainable"], injected.params["trainable"])
+  chex.assert_trees_all_equal(params_tree.frozen(state.params), params_tree.frozen(injected.params))
+  moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params_tree.trainable(state.params),
+                       params_tree.trainable(injected.params))
   assert all(jax.tree.leaves(moved))
 
 
@@ -116,8 +119,8 @@ def test_encoder_gradient_flows_through_the_frozen_head_term():
   state = inject(agent, trained_state(agent))
   # Zero the fresh trainable head: with θ'₁ ≡ 0 the only path from the loss to the encoder
   # that is not cancelled is h_θ (frozen) − h_θ'₂ (frozen).
-  zero_head = jax.tree.map(jnp.zeros_like, state.params["trainable"]["head"])
-  trainable = {**state.params["trainable"], "head": zero_head}
+  zero_head = jax.tree.map(jnp.zeros_like, params_tree.trainable(state.params)["head"])
+  trainable = {**params_tree.trainable(state.params), "head": zero_head}
   grads, _ = jax.grad(agent.loss, has_aux=True)(trainable, state, random_batch(7))
   assert float(optax_norm(grads["encoder"])) > 0
   assert float(optax_norm(grads["head"])) > 0
@@ -144,7 +147,7 @@ def test_optimizer_statistics_kept_or_reset(reset):
   agent = make_agent("rmsprop_dqn_zoo")
   state = trained_state(agent)
   injected = inject(agent, state, reset_optimizer=reset)
-  fresh = agent.optimizer.init(state.params["trainable"])
+  fresh = agent.optimizer.init(params_tree.trainable(state.params))
   for path, leaf in jax.tree_util.tree_flatten_with_path(injected.opt_state)[0]:
     old = dict(jax.tree_util.tree_flatten_with_path(state.opt_state)[0])[path]
     new_init = dict(jax.tree_util.tree_flatten_with_path(fresh)[0])[path]
@@ -155,17 +158,22 @@ def test_optimizer_statistics_kept_or_reset(reset):
       chex.assert_trees_all_equal(leaf, old)
 
 
+def frozen_main_layers(params) -> dict:
+  trainable = params_tree.trainable_parts(params)
+  return {name: layer for name, layer in params_tree.main_layers(params).items() if name not in trainable}
+
+
 def test_freeze_encoder_moves_it_out_of_the_trainable_tree():
   agent = make_agent()
   state = trained_state(agent)
   injected = inject(agent, state, freeze_encoder=True)
-  assert set(injected.params["trainable"]) == {"head"}
-  assert set(injected.params["frozen"]["encoder"]) == {"conv_0", "conv_1", "conv_2"}
+  assert set(params_tree.trainable(injected.params)) == {"head"}
+  assert set(frozen_main_layers(injected.params)) == {"conv_0", "conv_1", "conv_2"}
   obs = real_observations()
   chex.assert_trees_all_close(agent.network.apply(injected.params, obs), agent.network.apply(state.params, obs),
                               atol=1e-5)
   after, _ = agent.update(injected, random_batch(3))
-  chex.assert_trees_all_equal(after.params["frozen"]["encoder"], injected.params["frozen"]["encoder"])
+  chex.assert_trees_all_equal(frozen_main_layers(after.params), frozen_main_layers(injected.params))
 
 
 def test_update_retraces_once_per_injection_not_per_step():

@@ -17,6 +17,7 @@ import optax
 
 from plasticity_rl import augment as augment_lib
 from plasticity_rl import networks
+from plasticity_rl import params_tree
 from plasticity_rl import regularizers
 from plasticity_rl import unit_masks
 
@@ -111,14 +112,14 @@ class DQNAgent:
     return TrainState(
         params=params,
         target_params=jax.tree.map(jnp.copy, params),
-        opt_state=self.optimizer.init(params["trainable"]),
+        opt_state=params_tree.init_opt_state(self.optimizer, params),
         num_updates=jnp.zeros((), jnp.int32),
         rng=rng,
         init_params=jax.tree.map(jnp.copy, params),
     )
 
   def loss(self, trainable: networks.Params, state: TrainState, batch: dict[str, jax.Array]):
-    params = {**state.params, "trainable": trainable}
+    params = params_tree.with_trainable(state.params, trainable)
     q_tm1 = self.network.apply(params, batch["obs"])
     q_t_value = self.network.apply(state.target_params, batch["next_obs"])
     if self.double_q:
@@ -145,7 +146,7 @@ class DQNAgent:
       rng, augment_rng = jax.random.split(state.rng)
       batch = augment_lib.augment_batch(self.augment, augment_rng, batch)
       state = state.replace(rng=rng)
-    trainable, keep = state.params["trainable"], None
+    trainable, keep = params_tree.trainable(state.params), None
     if state.masks is not None:  # Expansion: the loss sees only active units; masked entries get no update.
       keep = unit_masks.weight_masks(self.network, trainable, state.masks)
       trainable = unit_masks.apply(trainable, keep)
@@ -154,7 +155,7 @@ class DQNAgent:
       grads = unit_masks.apply(grads, keep)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, trainable)
     trainable = optax.apply_updates(trainable, updates)
-    params = {**state.params, "trainable": trainable if keep is None else unit_masks.apply(trainable, keep)}
+    params = params_tree.with_trainable(state.params, trainable if keep is None else unit_masks.apply(trainable, keep))
     num_updates = state.num_updates + 1
     target_params = optax.periodic_update(params, state.target_params, num_updates,
                                           self.target_update_period_updates)
