@@ -126,10 +126,11 @@ def test_drq_eps_adam_eps_is_the_gins():
   np.testing.assert_allclose(np.asarray(updates["w"]), -lr * np.array([1e-3, 0, -1e-3]) / (1e-3 + eps), rtol=1e-5)
 
 
-def test_drq_eps_smoke_run_ends_with_its_final_evaluation(tmp_path, run_env):
+def test_drq_eps_smoke_run_ends_with_its_final_evaluation(tmp_path, fake_run_env):
+  """The schedule's arithmetic (evaluations, updates) on the fake envpool; tests/test_golden.py runs it on Atari."""
   workdir = tmp_path / "run"
   result = subprocess.run([sys.executable, "-m", "plasticity_rl.main", "--config=configs/drq_eps.py:smoke",
-                           f"--workdir={workdir}"], cwd=os.path.dirname(os.path.dirname(__file__)), env=run_env,
+                           f"--workdir={workdir}"], cwd=os.path.dirname(os.path.dirname(__file__)), env=fake_run_env,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   rows = [line.split(",") for line in (workdir / "eval.csv").read_text().splitlines()[1:]]

@@ -236,7 +236,8 @@ def test_a_run_records_provenance_wandb_and_videos_and_a_resume_warns(tmp_path, 
 
 
 @pytest.mark.slow
-def test_a_multi_seed_run_records_provenance_wandb_and_videos_per_seed(tmp_path, wandb_env):
+def test_a_multi_seed_run_records_provenance_wandb_and_videos_per_seed(tmp_path, wandb_env, fake_envpool):
+  """Per seed, on the fake envpool (its screens have envpool's shape; the single-seed test records real ones)."""
   config = _smoke(**{"total_frames": 1_200, "eval.period_frames": 1_200, "num_seeds": 2, "log.wandb": True,
                      "eval.record_video": True})
   config_lib.validate(config)
