@@ -219,6 +219,20 @@ class ReplayBuffer:
     Raises:
       ValueError: If no start index is valid or `oldest_fraction` is bad.
     """
+    return self._transitions(*self._indices(batch_size, oldest_fraction))
+
+  def sample_many(self, num_batches: int, batch_size: int) -> dict[str, np.ndarray]:
+    """`num_batches` calls of `sample(batch_size)` in one: every array [K, B, …], batch k as the k-th call's.
+
+    The indices are drawn batch by batch, as the calls draw them (one draw of K·B would order the generator's
+    output differently, rejections included); the frames are then gathered for all K·B at once.
+    """
+    drawn = [self._indices(batch_size) for _ in range(num_batches)]
+    out = self._transitions(np.concatenate([env for env, _ in drawn]), np.concatenate([t for _, t in drawn]))
+    return {k: v.reshape(num_batches, batch_size, *v.shape[1:]) for k, v in out.items()}
+
+  def _indices(self, batch_size: int, oldest_fraction: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The (env, t) start indices of one `sample` (see it), drawn from the buffer's generator."""
     lo, hi = self._time_range()
     if oldest_fraction is not None:
       if not 0.0 < oldest_fraction <= 1.0:
@@ -249,7 +263,7 @@ class ReplayBuffer:
         raise ValueError("No valid indices to sample: every candidate entry is `last`.")
       pick = valid[self._rng.integers(0, valid.size, size=todo.size)]
       env[todo], t[todo] = all_env[pick], all_t[pick]
-    return self._transitions(env, t)
+    return env, t
 
   def sample_oldest(self, batch_size: int, fraction: float) -> dict[str, np.ndarray]:
     """`sample` restricted to the oldest `fraction` of the stored start times (expansion's experience review).

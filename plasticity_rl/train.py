@@ -127,6 +127,20 @@ def record_eval(recorder: recorder_lib.Recorder, results: list[tuple[float, int]
 accumulate = jax.jit(lambda total, info: jax.tree.map(jnp.add, total, info))
 
 
+def update_name(due: int) -> str:
+  """What progress.Compilation calls the update of `due` batches (each count compiles once)."""
+  return "the update" if due == 1 else f"the update ×{due}"
+
+
+def draw_batches(replay: replay_lib.ReplayBuffer, review: expansion.Review | None, due: int,
+                 batch_size: int) -> dict[str, np.ndarray]:
+  """The `due` learner batches of an iteration, [due, B, …], drawn in the order `due` single draws take."""
+  if review is None:
+    return replay.sample_many(due, batch_size)
+  batches = [review.sample(replay, batch_size) for _ in range(due)]
+  return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
 class Preempted(Exception):
   """SIGTERM/SIGINT stopped the run after a checkpoint; the same command resumes it."""
 
@@ -291,6 +305,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
       logging.warning("reincarnated at %s frames: dropping the interventions scheduled at or before it: %s; "
                       "schedule them after %s frames", f"{frames:,}",
                       ", ".join(f"{s.name}@{s.frames:,}" for s in skipped), f"{frames:,}")
+  state = dqn.owned(state)  # The update donates it (a restored state's arrays may be held elsewhere too).
   # Updates start once the replay holds learning_starts_frames of data (again, after a resume without it).
   learning_starts = config.replay.learning_starts_frames + (frames if len(replay) == 0 else 0)
   next_save = next_multiple(frames, config.checkpoint.period_frames) if config.checkpoint.period_frames else None
@@ -368,7 +383,7 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
       if review is not None and review.observe(float(fraction)):
         recorder.write(frames, "event", {"name": "expansion_review", "batches": review.batches,
                                          "oldest_fraction": review.fraction})
-    state = intervention(state, rng, batch)
+    state = dqn.owned(intervention(state, rng, batch))  # The update donates it.
     event = {"name": name, **extra, **param_counts(state), **expansion.summary(agent.network, state),
              "max_abs_dq": probe_q_change(agent, before.params, state.params, probe),
              "max_abs_dq_target": probe_q_change(agent, before.target_params, state.target_params, probe)}
@@ -413,14 +428,18 @@ def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop
     if frames >= learning_starts:  # The updates see the replay as it is after this add, as before.
       replay_ratio = config.learner.replay_ratio if replay_ratio_state is None else replay_ratio_state.replay_ratio
       updates_due += num_envs * replay_ratio
+      due = 0
       while updates_due >= 1.0:
-        batch = review.sample(replay, config.learner.batch_size) if review else replay.sample(
-            config.learner.batch_size)
-        state, info = compilation.call("the update", agent.update, state, batch, frames=frames)  # Runs async.
-        info_sum = info if info_sum is None else accumulate(info_sum, info)
-        info_count += 1
-        num_updates += 1
+        due += 1
         updates_due -= 1.0
+      if due:  # The iteration's `due` batches as one [due, B] draw and one transfer; an update per slice.
+        batches = jax.device_put(draw_batches(replay, review, due, config.learner.batch_size))
+        for index in range(due):
+          state, info = compilation.call(update_name(due), agent.update_at, state, batches, index,
+                                         frames=frames)  # Runs async; donates state.
+          info_sum = info if info_sum is None else accumulate(info_sum, info)
+        info_count += due
+        num_updates += due
 
     step = stepper.recv()
     for ret, length in episodes.track(step):
