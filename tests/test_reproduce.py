@@ -133,15 +133,16 @@ def test_report_only_command_writes_the_table(tmp_path):
 
 
 @pytest.mark.slow
-def test_reproduce_smoke_end_to_end(tmp_path, run_env):
-  """The whole command (sweep launcher, one tiny run of the preset, then the report) at smoke size."""
+def test_reproduce_smoke_end_to_end(tmp_path, fake_run_env):
+  """The whole command (sweep launcher, one tiny run of the preset, then the report) at smoke size, on the fake
+  envpool (test_reproduce_dopamine_dqn_smoke_end_to_end is the real-envpool one)."""
   result = _reproduce("--preset=drq_eps", "--games=Boxing", f"--root={tmp_path}", "--parallel=1", "--smoke",
-                      env=run_env, timeout=600)
+                      env=fake_run_env, timeout=600)
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
   assert "| Boxing |" in result.stdout and "not run yet" not in result.stdout
   assert (tmp_path / "Boxing" / "drq_eps" / "seed_0" / "summary.json").exists()
   again = _reproduce("--preset=drq_eps", "--games=Boxing", f"--root={tmp_path}", "--parallel=1", "--smoke",
-                     env=run_env, timeout=300)
+                     env=fake_run_env, timeout=300)
   assert again.returncode == 0 and "1 done already" in again.stdout  # A finished run is not run again.
 
 
