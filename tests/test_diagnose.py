@@ -17,8 +17,8 @@ SOURCE_FRAMES = 2_000  # configs/dqn.py:smoke stops here: 125 loop steps of 4 en
 STEP_FRAMES = 16  # One loop step of the smoke config.
 
 
-def _diagnose(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([*DIAGNOSE, *args], capture_output=True, text=True, cwd=REPO, timeout=900)
+def _diagnose(*args: str, env=None) -> subprocess.CompletedProcess:
+  return subprocess.run([*DIAGNOSE, *args], capture_output=True, text=True, cwd=REPO, timeout=900, env=env)
 
 
 def _load_config_file(name: str):
@@ -26,16 +26,16 @@ def _load_config_file(name: str):
 
 
 @pytest.fixture(scope="module")
-def diagnosed(tmp_path_factory):
+def diagnosed(tmp_path_factory, run_env):
   """A 2,000-frame smoke run, then the diagnosis with 1,000 extra frames (log every step: the first
-  update after the branch point is its own "train" row)."""
+  update after the branch point is its own "train" row). Real envpool (the README's diagnosis runs on the fake)."""
   root = tmp_path_factory.mktemp("diagnose")
   source, out = root / "source", root / "diagnosis"
   subprocess.run([sys.executable, "-m", "plasticity_rl.main", "--config=configs/dqn.py:smoke", f"--workdir={source}",
                   f"--config.total_frames={SOURCE_FRAMES}", "--config.log.tensorboard=false"],
-                 check=True, capture_output=True, cwd=REPO, timeout=600)
+                 check=True, capture_output=True, cwd=REPO, timeout=600, env=run_env)
   result = _diagnose(f"--source={source}", f"--workdir={out}", "--extra_frames=1000",
-                     f"--config.log.period_frames={STEP_FRAMES}")
+                     f"--config.log.period_frames={STEP_FRAMES}", env=run_env)
   assert result.returncode == 0, result.stderr[-4000:]
   return source, out, result
 

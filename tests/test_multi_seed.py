@@ -93,7 +93,9 @@ def test_parent_workdir_may_not_be_a_run(tmp_path):
   workdir_lib.check_parent_workdir(str(tmp_path / "new"))
 
 
-# -- real runs ------------------------------------------------------------------------------------------------
+# -- runs -----------------------------------------------------------------------------------------------------
+# The equality of seed n of an N-seed run with the single run is the loop's (its seeding, batching, sharding): on
+# the fake envpool (tests/conftest.py). The stop/resume/reincarnation runs are real envpool.
 
 
 def _command(workdir, *overrides):
@@ -111,17 +113,17 @@ def _losses(workdir) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def single_seed_1(run_env, tmp_path_factory):
+def single_seed_1(fake_run_env, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("single") / "run"
-  result = _run(run_env, workdir, _INJECTED, "--config.seed=1")
+  result = _run(fake_run_env, workdir, _INJECTED, "--config.seed=1")
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
 
 
 @pytest.mark.slow
-def test_two_seeds_in_one_process_equal_two_single_runs(run_env, single_seed_1, tmp_path):
+def test_two_seeds_in_one_process_equal_two_single_runs(fake_run_env, single_seed_1, tmp_path):
   """Looped seeds: seed 1 of a 2-seed run writes exactly what the single run with seed 1 writes."""
-  result = _run(run_env, tmp_path / "seeds", _INJECTED, "--config.num_seeds=2")
+  result = _run(fake_run_env, tmp_path / "seeds", _INJECTED, "--config.num_seeds=2")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "== Pong · baseline · seed 0 ==" in result.stdout and "== Pong · baseline · seed 1 ==" in result.stdout
   seed_1 = tmp_path / "seeds" / "seed_1"
@@ -140,9 +142,9 @@ def test_two_seeds_in_one_process_equal_two_single_runs(run_env, single_seed_1, 
 
 
 @pytest.mark.slow
-def test_sharded_over_two_devices(run_env, single_seed_1, tmp_path):
+def test_sharded_over_two_devices(fake_run_env, single_seed_1, tmp_path):
   """vmap over seeds, sharded over 2 (forced host) devices: the same learning as the single run, to rounding."""
-  env = {**run_env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  env = {**fake_run_env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   result = _run(env, tmp_path / "seeds", _INJECTED, "--config.num_seeds=2", "--config.seed_batching=vmap")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "(vmap; 2 devices)" in result.stderr

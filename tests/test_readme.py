@@ -6,8 +6,10 @@ The rule (README.md points here):
    (a whole line, or after a space) is dropped. The commands run in README order, by bash, all in one shared
    directory — a temporary one holding symlinks `.venv` and `scripts` to the checkout's, but no `configs/`, so
    every `--config=configs/…` must resolve from another directory — with the checkout's `.venv/bin` first on
-   PATH and JAX on the CPU. So `runs/pong`, made by the first command, is the run that the later commands
-   (diagnosis, checkpoint listing, reincarnation, plots, aggregation) read, as a reader's would be.
+   PATH, JAX on the CPU and the fake envpool (tests/conftest.py `fake_run_env`: what is tested is that the
+   commands work together, not Atari; the CLI, sweep, diagnosis and reproduction tests keep real-envpool runs).
+   So `runs/pong`, made by the first command, is the run that the later commands (diagnosis, checkpoint listing,
+   reincarnation, plots, aggregation) read, as a reader's would be.
 2. Smoke size (`rewrite`). `--config=FILE[:ARG]` becomes `FILE:smoke` when ARG is absent or a scale or the demo
    (`cpu`, `demo`, `paper`), else `FILE:ARG,smoke` (a trailing `,cpu` replaced); `--config.total_frames=…` and
    `--config.eval.period_frames=…` are dropped (the smoke scale sets them); `--extra_frames=N` becomes 1000;
@@ -125,12 +127,12 @@ def test_every_readme_command_runs_or_is_skipped_by_a_rule():
 
 
 @pytest.fixture(scope="module")
-def readme_run(tmp_path_factory, run_env):
+def readme_run(tmp_path_factory, fake_run_env):
   """Runs the README's commands in one directory; {command as written: CompletedProcess} and the directory."""
   cwd = tmp_path_factory.mktemp("readme")
   for name in (".venv", "scripts"):
     (cwd / name).symlink_to(REPO / name)
-  env = {**run_env, "PATH": f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+  env = {**fake_run_env, "PATH": f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
   results = {}
   for command in commands(README.read_text()):
     if skip_reason(command):
