@@ -65,12 +65,7 @@ def seed_workdir(workdir: str, seed: int) -> str:
   return os.path.join(workdir, f"seed_{seed}")
 
 
-def seed_config(config, seed: int):
-  """The single-seed config of one seed (its workdir's config.json)."""
-  single = config.copy_and_resolve_references()
-  with single.unlocked():
-    single.seed, single.num_seeds = seed, 1
-  return single
+seed_config = workdir_lib.seed_config  # The single-seed config of one seed (its workdir's config.json).
 
 
 def stack(trees: list) -> Any:

@@ -53,8 +53,10 @@ def git_state() -> tuple[str | None, bool | None]:
 
 
 def collect() -> dict[str, Any]:
-  """This process's provenance: {"git_commit", "git_dirty", "versions", "devices", "host"}."""
+  """This process's provenance: {"git_commit", "git_dirty", "versions", "devices", "env_backend", "host"}.
+  `env_backend` is "envpool", or "fake_envpool" in tests (envs/atari.py `backend`): a run on the fake says so."""
   import jax  # pylint: disable=g-import-not-at-top
+  from plasticity_rl.envs import atari  # pylint: disable=g-import-not-at-top
   commit, dirty = git_state()
   devices = jax.devices()
   return {
@@ -62,6 +64,7 @@ def collect() -> dict[str, Any]:
       "git_dirty": dirty,
       "versions": {"python": platform.python_version(), **{name: _version(name) for name in PACKAGES}},
       "devices": {"backend": jax.default_backend(), "kind": devices[0].device_kind, "count": len(devices)},
+      "env_backend": atari.backend(),
       "host": socket.gethostname(),
   }
 
@@ -78,10 +81,11 @@ def _shown(key: str, value: Any) -> str:
 
 
 def compare(old: dict, new: dict) -> list[str]:
-  """The fields in which `new` differs from `old`, each "name old -> new" (e.g. "jax 0.9.0 -> 0.10.0")."""
+  """The fields in which `new` differs from `old`, each "name old -> new" (e.g. "jax 0.9.0 -> 0.10.0"). A field
+  that `old` does not have (recorded before the field was) is no change."""
   a, b = (workdir_lib._flat(p or {}) for p in (old, new))  # pylint: disable=protected-access
   return [f"{_name(k)} {_shown(k, a.get(k))} -> {_shown(k, b.get(k))}"
-          for k in sorted(set(a) | set(b), key=lambda k: (not k.startswith("git"), k)) if a.get(k) != b.get(k)]
+          for k in sorted(a, key=lambda k: (not k.startswith("git"), k)) if a.get(k) != b.get(k)]
 
 
 def _results(provenance: dict) -> dict:

@@ -97,6 +97,17 @@ def test_compare_names_each_change():
   new["versions"]["jax"], new["git_commit"], new["devices"]["count"] = "0.10.0", "b" * 40, 2
   assert provenance.compare(old, new) == ["commit aaaaaaaaaaaa -> bbbbbbbbbbbb", "device count 1 -> 2",
                                           "jax 0.9.0 -> 0.10.0"]
+  newer = {**json.loads(json.dumps(old)), "env_backend": "envpool"}  # Recorded since: not a change for old runs.
+  assert provenance.compare(old, newer) == []
+  assert provenance.compare({**old, "env_backend": "envpool"}, {**old, "env_backend": "fake_envpool"}) == [
+      "env backend envpool -> fake_envpool"]
+
+
+def test_provenance_names_the_env_backend(monkeypatch):
+  monkeypatch.delenv("PLASTICITY_RL_FAKE_ENVPOOL", raising=False)
+  assert provenance.collect()["env_backend"] == "envpool"
+  monkeypatch.setenv("PLASTICITY_RL_FAKE_ENVPOOL", "1")
+  assert provenance.collect()["env_backend"] == "fake_envpool"
 
 
 def test_a_resume_under_other_versions_warns_once_naming_them(tmp_path, caplog):
