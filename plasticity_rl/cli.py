@@ -14,6 +14,7 @@ absl when the tool runs (`cli.run`), not when its module is imported: the tools 
 `--games`, `--workdir`), and their modules are also libraries that tests and other modules import together.
 """
 
+import importlib.util
 import os
 import re
 import sys
@@ -40,6 +41,15 @@ class LazyFlag:
     if self.holder is None:
       raise RuntimeError(f"flag --{self.name} read before its tool ran (cli.run defines it)")
     return self.holder.value
+
+
+def load_file(path: str, name: str):
+  """The Python file at `path` executed as a module named `name` (a config or variants file, as config_flags
+  loads it: by path, not through sys.path)."""
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def flag(define: Callable[..., Any], name: str, *args, required: bool = False, **kwargs) -> LazyFlag:

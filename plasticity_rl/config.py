@@ -215,14 +215,11 @@ def eval_field(c, field: str):
 
 def _variants_module():
   """configs/variants.py of the checkout this package runs from, or None (an installed package has none)."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
+  from plasticity_rl import cli  # pylint: disable=g-import-not-at-top
   path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "variants.py")
   if not os.path.exists(path):
     return None
-  spec = importlib.util.spec_from_file_location("plasticity_rl_configs_variants", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return cli.load_file(path, "plasticity_rl_configs_variants")
 
 
 def _same(a, b) -> bool:

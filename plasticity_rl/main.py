@@ -188,10 +188,7 @@ def _run(config, workdir: str):
 
 def _preset(path: str, arg: str | None):
   """The config file's own config (its get_config, before the command line's overrides)."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location("plasticity_rl_preset", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = cli.load_file(path, "plasticity_rl_preset")
   return module.get_config(arg) if arg is not None else module.get_config()
 
 

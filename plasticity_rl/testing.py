@@ -1,12 +1,12 @@
 """Helpers for tests and benchmarks: synthetic learner batches, the configs/ files, checks of a run's logs."""
 
-import importlib.util
 import json
 import pathlib
 import time
 
 import numpy as np
 
+from plasticity_rl import cli
 from plasticity_rl import recorder as recorder_lib
 
 
@@ -25,10 +25,7 @@ def random_batch(seed: int, size: int, obs_shape: tuple[int, ...], num_actions: 
 def configs_module(name: str):
   """The module plasticity_rl/configs/<name>.py, loaded by path as config_flags loads it."""
   path = pathlib.Path(__file__).resolve().parent / "configs" / f"{name}.py"
-  spec = importlib.util.spec_from_file_location(f"plasticity_rl_configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return cli.load_file(str(path), f"plasticity_rl_configs_{name}")
 
 
 def budget_updates(config) -> int:

@@ -5,7 +5,6 @@ Each function takes what a user typed (--games, --seeds/--num_seeds, --variants 
 `safe_name` and `format_value` turn names and override values into path components and flag text.
 """
 
-import importlib.util
 import os
 import re
 from typing import Any, Iterable, Sequence
@@ -68,10 +67,7 @@ def load_variants(path: str):
   """Imports a variants file (configs/variants.py): a module with get_variant(name) and allowed()."""
   if not os.path.isfile(path):
     raise SweepError(f"variants file {path} does not exist")
-  spec = importlib.util.spec_from_file_location("plasticity_rl_sweep_variants", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return cli.load_file(path, "plasticity_rl_sweep_variants")
 
 
 def resolve_variants(names: Iterable[str], variants_module) -> dict[str, dict[str, Any]]:
