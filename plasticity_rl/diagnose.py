@@ -13,7 +13,8 @@ the source's own (its config.json, else the one saved in the checkpoint) unless
 after the other (--parallel: both at once), logs in WORKDIR/logs/; a re-run skips
 finished branches. Then the report (plasticity_rl/analysis/diagnosis.py): eval
 return, training return and loss before the branch point (the source's logs) and
-after (each branch's), a verdict, as a Markdown table on stdout,
+after (each branch's), a verdict that needs the 95 % CI of inject − continue (over the
+evaluations after the branch point) to exclude 0, else "inconclusive", as a Markdown table on stdout,
 WORKDIR/diagnosis.md, WORKDIR/diagnosis.json and WORKDIR/diagnosis.png.
 Exit status 2 on bad input (one line), 1 if a branch failed.
 """
@@ -190,7 +191,8 @@ def report(p: dict) -> tuple[dict, diagnosis.Logs, dict[str, diagnosis.Logs]]:
   source = diagnosis.read_logs(p["source_workdir"])
   branches = {run.name: diagnosis.read_logs(run.workdir) for run in p["runs"]}
   stats = diagnosis.compare(source, branches, p["branch_frames"], p["window_frames"], p["end_frames"])
-  line, loss_shown = diagnosis.verdict(stats)
+  diff = diagnosis.difference(branches, p["branch_frames"], p["end_frames"])
+  line, loss_shown = diagnosis.verdict(stats, diff)
   injections = [e for e in branches["inject"].events if e.get("name") == "injection"]
   first = injections[0] if injections else {}
   injected = (len(injections) == 1 and first["frames"] == p["inject_at"] and
@@ -209,7 +211,7 @@ def report(p: dict) -> tuple[dict, diagnosis.Logs, dict[str, diagnosis.Logs]]:
                               "reincarnated_from": (branches[run.name].run or {}).get("reincarnated_from"),
                               "reincarnated_frames": (branches[run.name].run or {}).get("reincarnated_frames"),
                               **stats[run.name]} for run in p["runs"]},
-      "verdict": line, "plasticity_loss": loss_shown,
+      "difference": diff, "verdict": line, "plasticity_loss": loss_shown,
   }
   return out, source, branches
 

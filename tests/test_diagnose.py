@@ -100,8 +100,10 @@ def test_report_files_and_table(diagnosed):
     assert stats["eval_return"]["n_after"] == 1  # The branch's final evaluation.
   befores = {b: report["branches"][b]["eval_return"]["before"] for b in diagnosis.BRANCHES}
   assert befores["continue"] == befores["inject"]
-  assert report["plasticity_loss"] in (True, False)
-  assert report["verdict"].startswith(("learning resumes with injection", "no sign of plasticity loss"))
+  # One evaluation after the branch point in each branch: no CI, so no verdict (not a Δ = +0.00 one).
+  assert report["difference"]["n"] == 1 and report["difference"]["lo"] is None
+  assert report["plasticity_loss"] is None and report["verdict"].startswith("inconclusive: ")
+  assert "a CI needs at least 3" in report["verdict"]
   assert (out / "diagnosis.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   text = (out / "diagnosis.md").read_text()
   assert "| eval return |" in text and "| loss (train rows) |" in text and report["verdict"] in text
@@ -155,13 +157,43 @@ def test_windows_and_verdict():
   assert stats["inject"]["eval_return"]["delta"] == 4.0
   assert stats["inject"]["train_return"] == {"before": None, "after": None, "delta": None, "n_before": 0,
                                              "n_after": 0}
-  line, shown = diagnosis.verdict(stats)
-  assert shown is True and line == ("learning resumes with injection: +4.00 return (inject) vs -1.00 (continue) "
-                                    "— a sign of plasticity loss")
-  stats["inject"]["eval_return"].update(after=2.0, delta=-1.0)
-  assert diagnosis.verdict(stats)[1] is False
+  # One paired evaluation after the branch point (3000): no CI, so inconclusive whatever the gap.
+  diff = diagnosis.difference(branches, branch_frames=2000, end_frames=3000)
+  assert diff == {"delta": 5.0, "lo": None, "hi": None, "n": 1, "frames": [3000]}
+  line, shown = diagnosis.verdict(stats, diff)
+  assert shown is None and line == ("inconclusive: +4.00 return (inject) vs -1.00 (continue), inject − continue +5.00 "
+                                    "from 1 paired evaluation(s) after the branch point; a CI needs at least 3 (more "
+                                    "--extra_frames or a shorter eval.period_frames)")
   stats["inject"]["eval_return"].update(after=None, delta=None)
-  assert diagnosis.verdict(stats)[1] is None
+  assert diagnosis.verdict(stats, diff)[1] is None
+
+
+def _branches(inject, cont, start=2000, step=100):
+  frames = [start + step * (i + 1) for i in range(len(inject))]
+  return {"inject": _logs(zip(frames, inject)), "continue": _logs(zip(frames, cont))}
+
+
+@pytest.mark.parametrize("inject, cont, shown, start", [
+    ([5.0, 6.0, 7.0, 8.0], [1.0, 1.5, 1.0, 2.0], True, "learning resumes with injection"),  # Every gap > 0.
+    ([1.0, 1.5, 1.0, 2.0], [5.0, 6.0, 7.0, 8.0], False, "no sign of plasticity loss"),  # Every gap < 0.
+    ([3.0, 1.0, 4.0, 0.0], [2.0, 2.0, 2.0, 2.0], None, "inconclusive"),  # Gaps +1, −1, +2, −2: CI around 0.
+    ([2.0, 2.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0], None, "inconclusive"),  # Δ = +0.00 exactly: never a verdict.
+])
+def test_verdict_needs_a_ci_that_excludes_zero(inject, cont, shown, start):
+  source = _logs([(2000, 1.0)])
+  branches = _branches(inject, cont)
+  stats = diagnosis.compare(source, branches, branch_frames=2000, window_frames=1000, end_frames=2400)
+  diff = diagnosis.difference(branches, branch_frames=2000, end_frames=2400, reps=2000, seed=0)
+  gaps = [i - c for i, c in zip(inject, cont)]
+  assert diff["n"] == 4 and diff["delta"] == pytest.approx(sum(gaps) / 4)
+  assert min(gaps) <= diff["lo"] <= diff["delta"] <= diff["hi"] <= max(gaps)  # A bootstrap of means stays inside.
+  line, loss = diagnosis.verdict(stats, diff)
+  assert loss is shown and line.startswith(start), line
+  if shown is not None:
+    assert "95 % CI" in line and "over 4 evaluations" in line
+  # Evaluations only one branch made are not paired: one branch's extra point changes nothing.
+  extra = dict(branches, inject=_logs([*branches["inject"].eval_return, (2350, 99.0)]))
+  assert diagnosis.difference(extra, 2000, 2400, reps=2000, seed=0) == diff
 
 
 def test_saved_config_rebuilds_the_config_exactly(tmp_path):

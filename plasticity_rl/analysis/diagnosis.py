@@ -7,6 +7,13 @@ does not, the agent had lost plasticity. plasticity_rl/diagnose.py runs the
 branches; this module reads their logs and the source run's (recorder.py's
 readers), compares window means — before the branch point (the source's logs)
 and after it (each branch's) — and writes the table, the verdict and the plot.
+
+The verdict needs a CI that excludes zero: `difference` pairs the two branches'
+evaluations after the branch point by frame (both evaluate on the same schedule) and
+bootstraps the mean of inject − continue over those evaluations (stats.resample_means);
+with fewer than stats.MIN_RUNS of them, or a CI that includes 0, the verdict is
+"inconclusive". The evaluations are one seed's, over time: a CI over seeds is the
+aggregate's `--paired=X+inject:X+continue` on several diagnoses (docs/diagnosis.md).
 """
 
 import dataclasses
@@ -21,6 +28,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from plasticity_rl import recorder
+from plasticity_rl.analysis import stats
 
 BRANCHES = ("continue", "inject")
 METRICS = {"eval_return": "eval return", "train_return": "training episode return", "loss": "loss (train rows)"}
@@ -90,23 +98,52 @@ def compare(source: Logs, branches: Mapping[str, Logs], branch_frames: int, wind
   return out
 
 
-def verdict(stats: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> tuple[str, bool | None]:
-  """(a one-line verdict, plasticity loss shown?) from the eval returns of both branches.
+def difference(branches: Mapping[str, Logs], branch_frames: int, end_frames: int, reps: int = 10_000,
+               seed: int = 0) -> dict[str, Any]:
+  """inject − continue over the evaluations both branches made in (branch_frames, end_frames], paired by frame.
 
-  True when the injected branch gains more return than the continued one (its
-  mean after the branch point is higher), False when it does not, None when
-  either branch has no evaluation after the branch point.
+  {delta: the mean difference, lo, hi: its 95 % bootstrap CI (None with fewer than
+  stats.MIN_RUNS evaluations), n: how many evaluations, frames: which}.
   """
-  inject, cont = stats["inject"]["eval_return"], stats["continue"]["eval_return"]
-  if inject["after"] is None or cont["after"] is None:
-    return "undetermined: a branch has no evaluation after the branch point", None
+  after = {name: {f: v for f, v in branches[name].eval_return if branch_frames < f <= end_frames}
+           for name in BRANCHES}
+  frames = sorted(set(after["inject"]) & set(after["continue"]))
+  diffs = np.array([after["inject"][f] - after["continue"][f] for f in frames])
+  out = {"delta": float(diffs.mean()) if len(diffs) else None, "lo": None, "hi": None, "n": len(frames),
+         "frames": frames}
+  if len(diffs) >= stats.MIN_RUNS:
+    lo, hi = stats.percentile_ci(stats.resample_means(diffs, reps, seed))
+    out.update(lo=float(lo), hi=float(hi))
+  return out
+
+
+def verdict(stats_: Mapping[str, Mapping[str, Mapping[str, Any]]],
+            diff: Mapping[str, Any]) -> tuple[str, bool | None]:
+  """(a one-line verdict, plasticity loss shown?) from the eval returns of both branches (`compare`'s stats)
+  and their paired difference (`difference`).
+
+  True when the 95 % CI of inject − continue lies above 0, False when below;
+  None ("inconclusive") when it includes 0, when there are fewer than
+  stats.MIN_RUNS paired evaluations for a CI, or when a branch has none.
+  """
+  inject, cont = stats_["inject"]["eval_return"], stats_["continue"]["eval_return"]
+  if inject["after"] is None or cont["after"] is None or not diff["n"]:
+    return "inconclusive: a branch has no evaluation after the branch point", None
   if inject["delta"] is not None and cont["delta"] is not None:
     numbers = f"{inject['delta']:+.2f} return (inject) vs {cont['delta']:+.2f} (continue)"
   else:  # No evaluation before the branch point in the source's logs: compare the levels.
     numbers = f"{inject['after']:.2f} return (inject) vs {cont['after']:.2f} (continue) after the branch point"
-  if inject["after"] > cont["after"]:
-    return f"learning resumes with injection: {numbers} — a sign of plasticity loss", True
-  return f"no sign of plasticity loss: injecting does not beat continuing, {numbers}", False
+  n = diff["n"]
+  if diff["lo"] is None:
+    return (f"inconclusive: {numbers}, inject − continue {diff['delta']:+.2f} from {n} paired evaluation(s) "
+            f"after the branch point; a CI needs at least {stats.MIN_RUNS} (more --extra_frames or a shorter "
+            "eval.period_frames)"), None
+  ci = f"inject − continue {diff['delta']:+.2f} [95 % CI {diff['lo']:+.2f}, {diff['hi']:+.2f}] over {n} evaluations"
+  if diff["lo"] > 0:
+    return f"learning resumes with injection: {numbers}; {ci} — a sign of plasticity loss", True
+  if diff["hi"] < 0:
+    return f"no sign of plasticity loss: continuing beats injecting, {numbers}; {ci}", False
+  return f"inconclusive: {numbers}; {ci}, a CI that includes 0", None
 
 
 def _cell(value: float | None, n: int, digits: str) -> str:
