@@ -2,7 +2,7 @@
 
   plasticity-rl-aggregate --runs=ROOT_OR_RUNS[,…] --out=DIR \\
       [--csv=results.csv] [--games=atari57] [--last_evals=1] [--reps=50000] \\
-      [--seed=0] [--compare=baseline,inject]
+      [--seed=0] [--compare=baseline,inject] [--paired=inject:baseline]
 
 IQM, median, mean and optimality gap of human-normalized final scores with 95 %
 stratified-bootstrap CIs, probability of improvement, sample-efficiency curves
@@ -13,6 +13,13 @@ scores.py. rliable 1.2 draws its bootstrap indices from NumPy's *global* RNG
 RNG with `seed`, per variant (or pair), and restores its state afterwards:
 `np.random.seed(seed); rliable.library.get_interval_estimates({v: m}, ...)`
 gives the same numbers.
+
+Every table and figure states its games and runs per variant, and marks a CI from
+fewer than 3 runs per game (stats.py). --paired=X:Y adds the per-game benefit of X
+over Y on the seeds both ran (paired.py: Δ and relative improvement with paired
+bootstrap CIs, sorted, and its figure) and P(X > Y). Besides Markdown / LaTeX, every
+table and curve is written as CSV and JSON, every figure as PNG and PDF, with a
+per-game learning-curve grid (curves.py). docs/analysis.md lists the files.
 """
 
 import contextlib
@@ -27,10 +34,14 @@ from rliable import library
 from rliable import metrics
 import scipy.stats
 
+from plasticity_rl import atari_games
 from plasticity_rl import cli
+from plasticity_rl.analysis import curves as curves_lib
 from plasticity_rl.analysis import load
+from plasticity_rl.analysis import paired as paired_lib
 from plasticity_rl.analysis import plots
 from plasticity_rl.analysis import scores as scores_lib
+from plasticity_rl.analysis import stats
 from plasticity_rl.analysis import tables
 from plasticity_rl.analysis.load import AnalysisError
 
@@ -83,6 +94,7 @@ def aggregate_table(matrices: scores_lib.Matrices, reps: int, seed: int) -> pd.D
     for i, name in enumerate(METRICS):
       row[name] = points[variant][i]
       row[f"{name} lo"], row[f"{name} hi"] = intervals[variant][:, i]
+    row["few_runs"] = stats.few(matrix.shape[0])
     rows.append(row)
   return pd.DataFrame(rows)
 
@@ -122,7 +134,8 @@ def improvement_table(matrices: scores_lib.Matrices, pairs: Sequence[tuple[str, 
     points, intervals = interval_estimates({f"{x},{y}": pair}, metrics.probability_of_improvement, reps, seed)
     lo, hi = np.ravel(intervals[f"{x},{y}"])
     rows.append({"x": x, "y": y, "P(x > y)": float(points[f"{x},{y}"]), "lo": lo, "hi": hi,
-                 "games": len(shared), "runs x": pair[0].shape[0], "runs y": pair[1].shape[0]})
+                 "games": len(shared), "runs x": pair[0].shape[0], "runs y": pair[1].shape[0],
+                 "few_runs": stats.few(min(pair[0].shape[0], pair[1].shape[0]))})
   return pd.DataFrame(rows), notes
 
 
@@ -165,6 +178,31 @@ def performance_profiles(matrices: scores_lib.Matrices, taus: np.ndarray, reps: 
   return profiles, cis
 
 
+def curves_frame(curves: dict[str, Curve], sizes: plots.Sizes) -> pd.DataFrame:
+  """The sample-efficiency curves as rows: variant, frames, IQM, lo, hi, games, runs, few_runs."""
+  rows = [dict(variant=v, frames=int(f), iqm=p, lo=lo, hi=hi, games=sizes[v][0], runs=sizes[v][1],
+               few_runs=stats.few(sizes[v][1]))
+          for v, c in curves.items() for f, p, lo, hi in zip(c.frames, c.iqm, c.lo, c.hi)]
+  return pd.DataFrame(rows, columns=["variant", "frames", "iqm", "lo", "hi", "games", "runs", "few_runs"])
+
+
+def profiles_frame(taus: np.ndarray, profiles: dict[str, np.ndarray], cis: dict[str, np.ndarray],
+                   sizes: plots.Sizes) -> pd.DataFrame:
+  """The performance profiles as rows: variant, tau, fraction (of runs with HNS > tau), lo, hi, games, runs."""
+  rows = [dict(variant=v, tau=t, fraction=p, lo=lo, hi=hi, games=sizes[v][0], runs=sizes[v][1])
+          for v, profile in profiles.items() for t, p, lo, hi in zip(taus, profile, cis[v][0], cis[v][1])]
+  return pd.DataFrame(rows, columns=["variant", "tau", "fraction", "lo", "hi", "games", "runs"])
+
+
+def per_game_frame(final: pd.DataFrame) -> pd.DataFrame:
+  """Per game and variant: seeds, mean raw score and HNS over seeds, with the game's random and human scores."""
+  table = atari_games.score_table()
+  out = final.groupby(["game", "variant"], sort=True).agg(seeds=("seed", "size"), score=("score", "mean"),
+                                                          hns=("hns", "mean")).reset_index()
+  return out.assign(random=out["game"].map(lambda g: table[g].random),
+                    human=out["game"].map(lambda g: table[g].human), few_runs=out["seeds"].map(stats.few))
+
+
 class Analysis(NamedTuple):
   final: pd.DataFrame  # One row per run: variant, game, seed, score, hns, points, last_frames.
   matrices: scores_lib.Matrices
@@ -175,13 +213,21 @@ class Analysis(NamedTuple):
   profiles: dict[str, np.ndarray]
   profile_cis: dict[str, np.ndarray]
   gaps: list[str]
+  paired: pd.DataFrame  # paired.COLUMNS: one row per pair and game (empty without --paired).
+  grid: pd.DataFrame  # curves.COLUMNS: mean and CI over seeds per variant, game and frames.
+  events: pd.DataFrame  # curves.EVENT_COLUMNS: the runs' intervention events.
+
+
+def sizes(matrices: scores_lib.Matrices) -> dict[str, tuple[int, int]]:
+  """variant -> (games, runs per game) of its aggregate matrix."""
+  return {v: (m.shape[1], m.shape[0]) for v, m in matrices.scores.items()}
 
 
 def analyze(results: load.Results, games: Sequence[str] | None = None, last_evals: int = 1,
             reps: int = 50_000, seed: int = 0, compare: Sequence[str] | None = None,
             common_games: bool = False, poi_reps: int = 2_000, curve_reps: int = 5_000,
-            profile_reps: int = 2_000) -> Analysis:
-  """Everything the CLI writes, from loaded results."""
+            profile_reps: int = 2_000, paired: Sequence[str] | None = None) -> Analysis:
+  """Everything the CLI writes, from loaded results; `paired`: 'X:Y' specs (treated:control)."""
   curve = scores_lib.curves(results.episodes)
   final = scores_lib.add_hns(scores_lib.final_scores(curve, last_evals))
   gaps = scores_lib.gaps(final, results.empty_runs, games, last_evals)
@@ -191,22 +237,37 @@ def analyze(results: load.Results, games: Sequence[str] | None = None, last_eval
   matrices, drop_notes = scores_lib.matrices(selected)
   gaps += notes + drop_notes
   variants = list(matrices.scores)
+  paired_pairs = paired_lib.parse_pairs(paired or [], variants)
   pairs = comparisons(variants, compare) if len(variants) > 1 or compare else []
+  pairs += [p for p in paired_pairs if p not in pairs]
   aggregate = aggregate_table(matrices, reps, seed)
   improvement, poi_notes = improvement_table(matrices, pairs, poi_reps, seed)
+  paired_table, paired_notes = paired_lib.paired_tables(selected, paired_pairs, reps, seed)
   curves, curve_notes = sample_efficiency(curve, matrices, curve_reps, seed)
   taus = profile_taus(matrices)
   profiles, profile_cis = performance_profiles(matrices, taus, profile_reps, seed)
+  shown = curve[curve["game"].isin(selected["game"].unique())]
+  grid = curves_lib.per_game_curves(shown, curve_reps, seed)
+  events = curves_lib.events(results.episodes[results.episodes["game"].isin(selected["game"].unique())])
   return Analysis(final, matrices, aggregate, improvement, curves, taus, profiles, profile_cis,
-                  gaps + poi_notes + curve_notes)
+                  gaps + poi_notes + paired_notes + curve_notes, paired_table, grid, events)
 
 
 def same_games(matrices: scores_lib.Matrices) -> bool:
   return len({tuple(games) for games in matrices.games.values()}) == 1
 
 
+def _slug(text: str) -> str:
+  return "".join(c if c.isalnum() or c in "@+.-" else "_" for c in text)
+
+
+def paired_figure_name(x: str, y: str) -> str:
+  return f"paired_{_slug(x)}_vs_{_slug(y)}.png"
+
+
 def write_outputs(analysis: Analysis, out: str) -> list[str]:
-  """Writes the tables, gaps.txt and the plots into `out`; returns the paths."""
+  """Writes the tables (Markdown, LaTeX, CSV, JSON), gaps.txt and the figures (PNG, PDF) into `out`;
+  returns the paths."""
   os.makedirs(out, exist_ok=True)
   texts = {
       "aggregate.md": tables.aggregate_markdown(analysis.aggregate, same_games(analysis.matrices)),
@@ -217,17 +278,34 @@ def write_outputs(analysis: Analysis, out: str) -> list[str]:
   }
   if len(analysis.improvement):
     texts["probability_of_improvement.md"] = tables.improvement_markdown(analysis.improvement)
+  if len(analysis.paired):
+    texts["paired.md"] = tables.paired_markdown(analysis.paired, analysis.improvement)
   paths = []
   for name, text in texts.items():
     paths.append(os.path.join(out, name))
     with open(paths[-1], "w") as f:
       f.write(text)
-  paths.append(plots.interval_plot(analysis.aggregate, os.path.join(out, "aggregate_intervals.png")))
+  size = sizes(analysis.matrices)
+  data = {"aggregate": analysis.aggregate, "per_game": per_game_frame(analysis.final),
+          "final_scores": analysis.final, "sample_efficiency": curves_frame(analysis.curves, size),
+          "performance_profile": profiles_frame(analysis.taus, analysis.profiles, analysis.profile_cis, size),
+          "learning_curves": analysis.grid, "events": analysis.events}
+  if len(analysis.improvement):
+    data["probability_of_improvement"] = analysis.improvement
+  if len(analysis.paired):
+    data["paired"] = analysis.paired
+  for name, df in data.items():
+    paths += tables.write_data(df, os.path.join(out, name))
+  figures = [plots.interval_plot(analysis.aggregate, os.path.join(out, "aggregate_intervals.png"))]
   if analysis.curves:
-    paths.append(plots.sample_efficiency_plot(analysis.curves, os.path.join(out, "sample_efficiency.png")))
-  paths.append(plots.profile_plot(analysis.taus, analysis.profiles, analysis.profile_cis,
-                                  os.path.join(out, "performance_profile.png")))
-  return paths
+    figures.append(plots.sample_efficiency_plot(analysis.curves, os.path.join(out, "sample_efficiency.png"), size))
+  figures.append(plots.profile_plot(analysis.taus, analysis.profiles, analysis.profile_cis,
+                                    os.path.join(out, "performance_profile.png"), size))
+  figures.append(plots.learning_curve_grid(analysis.grid, analysis.events, os.path.join(out, "learning_curves.png")))
+  for (x, y), rows in analysis.paired.groupby(["x", "y"], sort=False):
+    figures.append(plots.paired_plot(rows, os.path.join(out, paired_figure_name(x, y)),
+                                     tables.poi_line(analysis.improvement, x, y)))
+  return paths + [p for figure in figures for p in plots.figure_paths(figure)]
 
 
 FLAGS = flags.FLAGS
@@ -247,6 +325,9 @@ cli.flag(flags.DEFINE_integer, "seed", 0, "Seed of the bootstrap (NumPy's global
 cli.flag(flags.DEFINE_list, "compare", None, "Variants for probability of improvement, reference first: "
                   "P(other > reference). Default: every variant vs 'baseline' (or the first).")
 cli.flag(flags.DEFINE_bool, "common_games", False, "Aggregate only the games every variant has.")
+cli.flag(flags.DEFINE_list, "paired", None, "TREATED:CONTROL pairs of variants run with the same seeds, "
+                  "comma-separated (e.g. inject@50M:baseline): per-game Δ and relative improvement with paired "
+                  "bootstrap CIs over seeds (paired.md/.csv/.json, paired_X_vs_Y.png/.pdf) and P(TREATED > CONTROL).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -262,13 +343,15 @@ def main(argv: Sequence[str]) -> None:
     if results.skipped:
       print(load.skipped_line(results.skipped), file=sys.stderr)
     analysis = analyze(results, games, FLAGS.last_evals, FLAGS.reps, FLAGS.seed, FLAGS.compare,
-                       FLAGS.common_games, FLAGS.poi_reps, FLAGS.curve_reps, FLAGS.profile_reps)
+                       FLAGS.common_games, FLAGS.poi_reps, FLAGS.curve_reps, FLAGS.profile_reps, FLAGS.paired)
     paths = write_outputs(analysis, FLAGS.out)
   except AnalysisError as e:
     cli.fail(e)
   print(tables.aggregate_markdown(analysis.aggregate, same_games(analysis.matrices)))
   if len(analysis.improvement):
     print(tables.improvement_markdown(analysis.improvement))
+  if len(analysis.paired):
+    print(tables.paired_markdown(analysis.paired, analysis.improvement))
   print(tables.gaps_text(analysis.gaps))
   print("wrote:\n" + "\n".join(f"  {p}" for p in paths))
 

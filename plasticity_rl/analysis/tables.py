@@ -1,15 +1,23 @@
-"""Markdown and LaTeX tables (and gaps.txt) from the analysis DataFrames."""
+"""Markdown and LaTeX tables (and gaps.txt) from the analysis DataFrames, and their CSV / JSON copies.
 
+Every table states how many games and runs (per variant) it was computed from; a CI
+from fewer than 3 runs per game is marked † with stats.FEW_RUNS_NOTE below the table.
+"""
+
+import math
+import os
 from typing import Sequence
 
 import pandas as pd
 
 from plasticity_rl import atari_games
+from plasticity_rl.analysis import stats
 
 _CAPTION = ("Human-normalized final scores; point estimate [95 % CI], stratified bootstrap "
             "over runs within each game (rliable). Optimality gap: lower is better.")
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "—": "---"}
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "—": "---",
+                  "†": r"\dag{}", "Δ": r"$\Delta$", "×": r"$\times$"}
 
 
 def ci(point: float, lo: float, hi: float) -> str:
@@ -34,10 +42,25 @@ def latex(df: pd.DataFrame, caption: str) -> str:
       r"\end{tabular}", rf"\caption{{{escape(caption)}}}", r"\end{table}", ""])
 
 
+def write_data(df: pd.DataFrame, stem: str) -> list[str]:
+  """`df` as STEM.csv and STEM.json (one object per row, NaN as null); returns both paths."""
+  df.to_csv(stem + ".csv", index=False)
+  df.to_json(stem + ".json", orient="records", indent=1)
+  return [stem + ".csv", stem + ".json"]
+
+
+def _runs(runs: int) -> str:
+  return f"{runs}{stats.FEW_RUNS_MARK if stats.few(runs) else ''}"
+
+
+def _few_note(any_few: bool) -> str:
+  return f"\n{stats.FEW_RUNS_NOTE}\n" if any_few else ""
+
+
 def aggregate_frame(aggregate: pd.DataFrame) -> pd.DataFrame:
-  """variant × IQM/median/mean/optimality gap, each "x.xxx [lo, hi]"."""
+  """variant × IQM/median/mean/optimality gap, each "x.xxx [lo, hi]"; runs marked † when < 3."""
   out = pd.DataFrame({"Variant": aggregate["variant"], "Games": aggregate["games"],
-                      "Runs/game": aggregate["runs"]})
+                      "Runs/game": [_runs(r) for r in aggregate["runs"]]})
   for name in ("IQM", "Median", "Mean", "Optimality gap"):
     out[name] = [ci(p, lo, hi) for p, lo, hi in
                  zip(aggregate[name], aggregate[f"{name} lo"], aggregate[f"{name} hi"])]
@@ -49,11 +72,14 @@ def aggregate_markdown(aggregate: pd.DataFrame, same_games: bool = True) -> str:
   if not same_games:
     warning = ("\n**Variants cover different games** (see gaps.txt): their aggregates are not directly "
                "comparable; --common_games restricts every variant to the games all of them ran.\n")
-  return f"## Aggregate human-normalized scores\n\n{markdown(aggregate_frame(aggregate))}\n{_CAPTION}\n{warning}"
+  few = _few_note(any(stats.few(r) for r in aggregate["runs"]))
+  return (f"## Aggregate human-normalized scores\n\n{markdown(aggregate_frame(aggregate))}\n{_CAPTION}\n"
+          f"{few}{warning}")
 
 
 def aggregate_latex(aggregate: pd.DataFrame) -> str:
-  return latex(aggregate_frame(aggregate), _CAPTION)
+  few = any(stats.few(r) for r in aggregate["runs"])
+  return latex(aggregate_frame(aggregate), _CAPTION + (" " + stats.FEW_RUNS_NOTE if few else ""))
 
 
 def per_game_frame(final: pd.DataFrame) -> pd.DataFrame:
@@ -90,15 +116,64 @@ def per_game_latex(final: pd.DataFrame) -> str:
 
 
 def improvement_markdown(improvement: pd.DataFrame) -> str:
-  """P(X > Y) [95 % CI] per compared pair."""
+  """P(X > Y) [95 % CI] per compared pair; runs marked † when < 3."""
   out = pd.DataFrame({
       "Comparison": [f"P({x} > {y})" for x, y in zip(improvement["x"], improvement["y"])],
       "Estimate [95 % CI]": [ci(p, lo, hi) for p, lo, hi in
                              zip(improvement["P(x > y)"], improvement["lo"], improvement["hi"])],
-      "Games": improvement["games"], "Runs X": improvement["runs x"], "Runs Y": improvement["runs y"]})
+      "Games": improvement["games"], "Runs X": [_runs(r) for r in improvement["runs x"]],
+      "Runs Y": [_runs(r) for r in improvement["runs y"]]})
+  few = any(stats.few(r) for r in [*improvement["runs x"], *improvement["runs y"]])
   return ("## Probability of improvement\n\n" + markdown(out) +
           "\nP(X > Y): probability that a run of X beats a run of Y on a game drawn at random "
-          "(Mann-Whitney U per game, averaged over games; rliable), 95 % stratified bootstrap CI.\n")
+          "(Mann-Whitney U per game, averaged over games; rliable), 95 % stratified bootstrap CI.\n" +
+          _few_note(few))
+
+
+def _interval(point: float, lo: float, hi: float, digits: str, unit: str = "") -> str:
+  if math.isnan(point):
+    return "—"
+  if math.isnan(lo) or math.isnan(hi):
+    return f"{point:+{digits}}{unit} [no CI: 1 seed]"
+  return f"{point:+{digits}}{unit} [{lo:+{digits}}, {hi:+{digits}}]"
+
+
+def poi_line(improvement: pd.DataFrame, x: str, y: str) -> str:
+  """'P(X > Y) = p [lo, hi] (G games, N × M runs)' from the improvement table, or '' when it has no such row."""
+  rows = improvement[(improvement["x"] == x) & (improvement["y"] == y)] if len(improvement) else improvement
+  if not len(rows):
+    return ""
+  r = rows.iloc[0]
+  return (f"P({x} > {y}) = {ci(r['P(x > y)'], r['lo'], r['hi'])} over {r['games']} games, "
+          f"{_runs(r['runs x'])} × {_runs(r['runs y'])} runs per game")
+
+
+def paired_frame(rows: pd.DataFrame) -> pd.DataFrame:
+  """One pair's paired.per_game rows as the table: game, seeds, both means, Δ, relative, Δ HNS."""
+  x, y = rows["x"].iloc[0], rows["y"].iloc[0]
+  return pd.DataFrame({
+      "Game": rows["game"], "Seeds": [_runs(n) for n in rows["seeds"]],
+      f"{y} (control)": [f"{v:.1f}" for v in rows["y_score"]], f"{x}": [f"{v:.1f}" for v in rows["x_score"]],
+      "Δ score [95 % CI]": [_interval(*v, ".1f") for v in zip(rows["delta"], rows["delta_lo"], rows["delta_hi"])],
+      "Relative [95 % CI]": [_interval(*v, ".0f", " %") for v in
+                             zip(rows["relative"], rows["relative_lo"], rows["relative_hi"])],
+      "Δ HNS": [f"{v:+.3f}" for v in rows["delta_hns"]]})
+
+
+def paired_markdown(paired: pd.DataFrame, improvement: pd.DataFrame) -> str:
+  """Per pair: the per-game table (sorted by relative improvement), what it is from, and P(X > Y)."""
+  parts = []
+  for (x, y), rows in paired.groupby(["x", "y"], sort=False):
+    seeds = sorted(set(rows["seeds"]))
+    seed_text = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+    poi = poi_line(improvement, x, y)
+    parts.append(
+        f"## Per-game benefit: {x} vs {y}\n\n{len(rows)} games, {seed_text} paired seeds per game.\n\n"
+        f"{markdown(paired_frame(rows))}\nFinal raw score, mean over the seeds both ran. Δ = {x} − {y}; "
+        f"relative = Δ / |{y} − random| × 100 %; Δ HNS = Δ / (human − random). 95 % percentile CIs from a "
+        "paired bootstrap over seeds. Sorted by relative improvement.\n" +
+        (f"\n{poi}\n" if poi else "") + _few_note(bool(rows["few_runs"].any())))
+  return "\n".join(parts)
 
 
 def gaps_text(gaps: Sequence[str]) -> str:
