@@ -6,7 +6,8 @@
 One subplot per metric (a name may be an fnmatch pattern, e.g. "dormant_0.1/*":
 one subplot per matching name), one line per run (labelled by its directory, or
 --labels), and every event row of a run (injection, reset, …) as a vertical
-dashed line in the run's color. Reads the rows of <run>/metrics.jsonl with
+dashed line in the run's color, frames in millions. The figure is written to --out and, for a
+.png path, also as the PDF beside it. Reads the rows of <run>/metrics.jsonl with
 kind "plasticity" (--kind to change), {"frames": F, "kind": K, name: value, …}.
 A name (or pattern) that no run has is an error naming it and the names there are (exit status 2).
 """
@@ -26,7 +27,7 @@ from plasticity_rl import cli  # pylint: disable=g-import-not-at-top
 
 _RUNS = cli.flag(flags.DEFINE_list, "runs", None, "Run directories (each with metrics.jsonl), comma-separated.")
 _METRICS = cli.flag(flags.DEFINE_list, "metrics", None, "Metric names or fnmatch patterns, comma-separated.")
-_OUT = cli.flag(flags.DEFINE_string, "out", None, "Output PNG path.")
+_OUT = cli.flag(flags.DEFINE_string, "out", None, "Output PNG path (the PDF is written beside it).")
 _LABELS = cli.flag(flags.DEFINE_list, "labels", None, "Labels, one per run (default: the directory names).")
 _KIND = cli.flag(flags.DEFINE_string, "kind", "plasticity", "Row kind to read the metrics from.")
 _COLUMNS = cli.flag(flags.DEFINE_integer, "columns", 3, "Subplots per row.", lower_bound=1)
@@ -108,13 +109,13 @@ def plot(runs: list[str], patterns: list[str], out: str, labels: list[str] | Non
       color = f"C{i % 10}"
       points = series.get(name, [])
       if points:
-        ax.plot([f for f, _ in points], [v for _, v in points], color=color, lw=1.5, label=label)
+        ax.plot([f / 1e6 for f, _ in points], [v for _, v in points], color=color, lw=1.5, label=label)
       for frames, event in events:
-        ax.axvline(frames, color=color, ls="--", lw=1, alpha=0.8)
-        ax.annotate(event, (frames, 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
-                    color=color, fontsize=7)
+        ax.axvline(frames / 1e6, color=color, ls="--", lw=1, alpha=0.8)
+        ax.annotate(event, (frames / 1e6, 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top",
+                    ha="right", color=color, fontsize=7)
     ax.set_title(name, fontsize=9)
-    ax.set_xlabel("environment frames")
+    ax.set_xlabel("environment frames (millions)")
     ax.grid(alpha=0.3)
   for ax in list(axes.flat)[len(names):]:
     ax.set_visible(False)
@@ -130,6 +131,8 @@ def plot(runs: list[str], patterns: list[str], out: str, labels: list[str] | Non
   fig.tight_layout(rect=(0, 0, 1, 0.95 if handles else 1))
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   fig.savefig(out, dpi=120)
+  if out.lower().endswith(".png"):
+    fig.savefig(out[:-4] + ".pdf")
   plt.close(fig)
   return out
 

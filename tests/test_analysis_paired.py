@@ -260,3 +260,33 @@ def test_cli_paired(tmp_path):
   bad = _cli(f"--csv={path}", f"--out={out}", "--paired=inject@1M", *small)
   assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
   assert "not TREATED:CONTROL" in bad.stderr
+
+
+def test_plot_metrics_writes_the_pdf_too_with_frames_in_millions(tmp_path, monkeypatch):
+  from plasticity_rl import plot_metrics  # pylint: disable=g-import-not-at-top
+  run = tmp_path / "run"
+  run.mkdir()
+  rows = [{"frames": 500_000, "kind": "plasticity", "srank": 3.0}, {"frames": 1_000_000, "kind": "event",
+                                                                    "name": "injection"},
+          {"frames": 2_000_000, "kind": "plasticity", "srank": 5.0}]
+  (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  out = tmp_path / "m.png"
+  saved = []
+  close = plot_metrics.plt.close
+  monkeypatch.setattr(plot_metrics.plt, "close", lambda fig: saved.append(fig))
+  assert plot_metrics.plot([str(run)], ["srank"], str(out)) == str(out)
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "m.pdf").read_bytes()[:5] == b"%PDF-"
+  ax = saved[0].axes[0]
+  assert list(ax.lines[0].get_xdata()) == [0.5, 2.0] and ax.get_xlabel() == "environment frames (millions)"
+  close(saved[0])
+
+
+def test_diagnosis_plot_writes_the_pdf_too(tmp_path):
+  from plasticity_rl.analysis import diagnosis  # pylint: disable=g-import-not-at-top
+  logs = lambda evals: diagnosis.Logs(eval_return=evals, train_return=[], loss=[(f, 0.1) for f, _ in evals],
+                                      events=[], run=None)
+  branches = {"continue": logs([(3000, 1.0)]), "inject": logs([(3000, 2.0)])}
+  report = {"branch_frames": 2000, "window_frames": 1000, "end_frames": 3000, "verdict": "inconclusive: …",
+            "source": {"game": "Pong", "variant": "baseline", "seed": 0}}
+  diagnosis.plot(logs([(2000, 1.0)]), branches, report, str(tmp_path / "diagnosis.png"))
+  assert (tmp_path / "diagnosis.pdf").read_bytes()[:5] == b"%PDF-"

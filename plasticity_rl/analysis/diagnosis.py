@@ -223,12 +223,13 @@ def plot(source: Logs, branches: Mapping[str, Logs], report: Mapping[str, Any], 
     ax.set_xlabel("environment frames")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize=8, loc="best")
+    if ax.get_legend_handles_labels()[0]:  # Below the axes: it hides no curve and no label.
+      ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, frameon=False)
   s = report["source"]
   fig.suptitle(f"Plasticity diagnosis: {s['game']} · {s['variant']} · seed {s['seed']}\n{report['verdict']}",
                fontsize=9)
   fig.tight_layout()
   fig.savefig(path)
+  fig.savefig(os.path.splitext(path)[0] + ".pdf")  # diagnosis.pdf beside diagnosis.png.
   plt.close(fig)
   return path
