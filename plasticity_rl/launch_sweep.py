@@ -8,6 +8,8 @@ r"""Launches a sweep: games × variants × seeds, one workdir per run, one proce
       --variants=baseline,inject@50M --num_seeds=3 --runner=slurm --slurm_partition=gpu --timeout_min=2880
   plasticity-rl-sweep --config=configs/dqn.py --root=runs/atari5 --games=atari5 \
       --variants=baseline --num_seeds=8 --seeds_per_process=4 --parallel=2   # 2 processes of 4 seeds per game
+  plasticity-rl-sweep --config=configs/dqn.py --root=runs/rr_lr --games=atari5 --num_seeds=3 \
+      --variants=baseline,inject@50M --axis=learner.replay_ratio=0.25,0.5,1 --axis=lr=1e-4,6.25e-5   # 2 × 3 × 2
 
 Each run is `python -m plasticity_rl.main --config=… --workdir=ROOT/<game>/<variant>/seed_<n>`
 with config.game, config.variant and config.seed set, its output in ROOT/logs/<game>/<variant>/seed_<n>.log.
@@ -23,6 +25,12 @@ Overrides for every run: --config.x=y (as for main.py) or --override=x=y, repeat
 (not game, variant, seed or num_seeds: the sweep sets those).
 Variants: configs/variants.py (baseline, inject@50M, inject@25M+75M, grow, …, and patterns inject@<F>[+<F>…],
 grow@<F>[+<F>…] with frame counts like 2k or 50M for short runs).
+Axes: --axis=field=v1,v2,… (repeatable; rr, lr, batch, width, hidden, n_step or any dotted config field, each
+value typed and checked against the config before anything starts) cross every --variants entry with the
+product of the axes. Each variant is labelled by its overrides (configs/variants.label), e.g. inject@50M+rr=0.5,
+lr=1e-4+rr=0.25, so one experiment has one name: a variant typed in another form (inject@2000, or
+learner.augment=random_shift for drq) gets its canonical one, equal ones are run once, and a root keeps the
+name its earlier launches gave the same overrides.
 """
 
 import os
@@ -46,6 +54,9 @@ _SEEDS_PER_PROCESS = cli.flag(flags.DEFINE_integer,
     "(config.num_seeds; each seed keeps its seed_<n> workdir). --parallel and Slurm jobs count processes.")
 _OVERRIDE = cli.flag(flags.DEFINE_multi_string, "override", [], "field=value for every run (repeatable); "
                                       "the same as a --config.field=value argument.")
+_AXIS = cli.flag(flags.DEFINE_multi_string, "axis", [], "field=v1,v2,… (repeatable): a hyperparameter axis; every "
+                 "--variants entry runs with each combination of the axes' values (rr, lr, batch, width, hidden, "
+                 "n_step or a dotted field, e.g. learner.replay_ratio=0.25,0.5,1).")
 _VARIANTS_FILE = cli.flag(flags.DEFINE_string, "variants_file", os.path.join(cli.CONFIGS_DIR, "variants.py"),
                                      "Python file defining the variants (get_variant, allowed).")
 _DRY_RUN = cli.flag(flags.DEFINE_bool, "dry_run", False, "Print the runs and their status; launch and write nothing.")
@@ -120,12 +131,17 @@ def launch(argv) -> int:
   sweep.check_seeds_per_process(_SEEDS_PER_PROCESS.value)
   overrides = ["{}={}".format(*sweep.parse_override(o)) for o in list(_OVERRIDE.value) + _CONFIG_ARGS]
   games = sweep.resolve_games(_GAMES.value)
-  variants = sweep.resolve_variants(_VARIANTS.value, sweep.load_variants(_VARIANTS_FILE.value))
+  variants_module = sweep.load_variants(_VARIANTS_FILE.value)
+  named = sweep.resolve_variants(_VARIANTS.value, variants_module)
   seeds = sweep.resolve_seeds(_SEEDS.value, _NUM_SEEDS.value)
   root = os.path.abspath(os.path.expanduser(_ROOT.value))
-  runs = sweep.expand(root, _CONFIG.value, games, variants, seeds, overrides)
   config = sweep.config_spec(_CONFIG.value)
   manifest = sweep.Manifest.open(root, config, overrides)
+  axes = [sweep.parse_axis(a) for a in _AXIS.value]
+  if axes:  # Typed and checked against the config (imports it): before any run is planned.
+    axes = sweep.type_axes([f"--config={config}", *(f"--config.{o}" for o in overrides)], axes)
+  variants, notes = sweep.grid(named, axes, sweep.labeller(variants_module, named), keep=manifest.variants())
+  runs = sweep.expand(root, _CONFIG.value, games, variants, seeds, overrides)
   active = sweep.job_states(manifest, runs)
   # The processes to start: the unfinished runs (on Slurm, but those a job still runs), by --seeds_per_process.
   pool = runs if _RUNNER.value == "local" else [r for r in runs if r.name not in active]
@@ -135,6 +151,11 @@ def launch(argv) -> int:
   per_process = f", up to {_SEEDS_PER_PROCESS.value} seeds per process" if _SEEDS_PER_PROCESS.value > 1 else ""
   print(f"sweep {root}: {len(games)} game(s) × {len(variants)} variant(s) × {len(seeds)} seed(s){per_process}\n"
         f"config {config}" + (f", overrides {overrides}" if overrides else ""))
+  if axes:
+    print(f"variants: {', '.join(named)} × " + " × ".join(
+        f"{field} ({', '.join(sweep.axes.format_value(v) for v in values)})" for field, values in axes))
+  for note in notes:
+    print(f"note: {note}")
   if _DRY_RUN.value:
     sweep.print_plan(runs, status, conflicts, sys.stdout, processes)
     todo = [p for p in processes if any(status[r.name] not in ("done", "conflict") and

@@ -26,20 +26,34 @@ The interventions injection is compared with (docs/interventions.md):
 
 Patterns (any frame counts, so that short CPU sweeps can use them too):
   inject@<F>[+<F>…]  injections at those frames, e.g. inject@2k, inject@1.5M+3M.
+  inject@<F>[+<F>…]-freeze_encoder, inject@<F>[+<F>…]-reset_opt   the ablations at those frames.
   reset@<F>[+<F>…], shrink_perturb@<F>[+<F>…]   the same for resets / shrink-and-perturb.
   grow@<F>[+<F>…]    network.hidden=128, injections growing the head to
                      256, 512, … units (doubling), e.g. grow@2k+3k.
 Frame counts: an integer with an optional k (×1e3), M (×1e6) or G (×1e9),
 e.g. 2000, 2k, 50M, 1.5M; underscores are allowed (50_000_000).
 
+Labels: names and field=value parts joined by '+' (`label`, sweep/axes.py), e.g.
+inject@50M+rr=0.5, drq+reset@2k, lr=1e-4+rr=0.25 (rr, lr, batch, width, hidden,
+n_step: learner.replay_ratio, learner.learning_rate, learner.batch_size,
+network.width, network.hidden, replay.n_step; any other field by its dotted
+path). `label(overrides)` is the one name of a set of overrides: a name of this
+file where one has exactly those overrides (drq, not learner.augment=random_shift;
+grow, not grow@50M+100M), the frames in their shortest form (inject@2k, not
+inject@2000); `get_variant` reads every label back. The sweep labels each of its
+variants so (plasticity-rl-sweep --axis=…), and configs/injection.py its presets.
+
 To add a variant, add an entry to VARIANTS (a fixed name) or a function
-decorated with @pattern(regex, usage) (a family of names). E.g. when
-`reset` exists in the config:
+decorated with @frames_pattern(prefix, field[, suffix]) (a family
+<prefix>@<F>[+<F>…]<suffix>) or @pattern(regex, usage[, inverse]) (any family;
+without an inverse, `label` never picks it). E.g. when `reset` exists in the config:
   VARIANTS["reset@50M"] = {"reset.frames": (50_000_000,)}
 """
 
 import re
 from typing import Any, Callable
+
+from plasticity_rl.sweep import axes
 
 Overrides = dict[str, Any]
 
@@ -76,52 +90,65 @@ VARIANTS: dict[str, Overrides] = {
                   "expansion.review_tolerance": 0.002},
 }
 
-# (compiled regex, usage, builder(match) -> overrides), tried in order after VARIANTS.
-PATTERNS: list[tuple[re.Pattern, str, Callable[[re.Match], Overrides]]] = []
+# (compiled regex, usage, builder(match) -> overrides, inverse(overrides) -> name or None), tried in order after
+# VARIANTS; the inverse names the pattern's variant whose overrides `overrides` holds (for `label`).
+PATTERNS: list[tuple[re.Pattern, str, Callable[[re.Match], Overrides], Callable[[Overrides], str | None]]] = []
 
-_UNITS = {"": 1, "k": 1_000, "K": 1_000, "M": 1_000_000, "G": 1_000_000_000}
-_FRAMES = r"[0-9][0-9_.]*[kKMG]?"
-
-
-def parse_frames(text: str) -> int:
-  """'2k' -> 2000, '50M' -> 50_000_000, '1.5M' -> 1_500_000, '2000' -> 2000."""
-  m = re.fullmatch(r"([0-9][0-9_]*(?:\.[0-9_]+)?)([kKMG]?)", text.strip())
-  if m is None:
-    raise ValueError(f"bad frame count {text!r}: use an integer with an optional k, M or G suffix (2k, 50M, 1.5M)")
-  value = float(m.group(1).replace("_", "")) * _UNITS[m.group(2)]
-  if value != int(value):
-    raise ValueError(f"bad frame count {text!r}: not a whole number of frames")
-  return int(value)
+parse_frames = axes.parse_frames  # '2k' -> 2000, '50M' -> 50_000_000, '1.5M' -> 1_500_000.
 
 
 def _frames_list(text: str) -> tuple[int, ...]:
   return tuple(parse_frames(part) for part in text.split("+"))
 
 
-def pattern(regex: str, usage: str):
-  """Registers a family of variant names; the builder gets the re.Match."""
+def pattern(regex: str, usage: str, inverse: Callable[[Overrides], str | None] = lambda overrides: None):
+  """Registers a family of variant names; the builder gets the re.Match. `inverse` (optional) names the
+  family's variant whose overrides a set of overrides holds, so that `label` finds it."""
   def decorator(builder: Callable[[re.Match], Overrides]):
-    PATTERNS.append((re.compile(regex), usage, builder))
+    PATTERNS.append((re.compile(regex), usage, builder, inverse))
     return builder
   return decorator
 
 
-@pattern(rf"inject@((?:{_FRAMES})(?:\+{_FRAMES})*)", "inject@<F>[+<F>…]")
+def frames_pattern(prefix: str, field: str, suffix: str = ""):
+  """A family <prefix>@<F>[+<F>…]<suffix> whose builder sets `field` to the frame counts (and more): its
+  inverse reads them back from `field`, so one set of frames has one name (frames as format_frames writes them)."""
+  def inverse(overrides: Overrides) -> str | None:
+    frames = overrides.get(field)
+    if not isinstance(frames, (tuple, list)) or not frames or not all(
+        isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in frames):
+      return None
+    return f"{prefix}@{'+'.join(axes.format_frames(f) for f in frames)}{suffix}"
+  regex = rf"{re.escape(prefix)}@((?:{axes.FRAMES})(?:\+{axes.FRAMES})*){re.escape(suffix)}"
+  return pattern(regex, f"{prefix}@<F>[+<F>…]{suffix}", inverse)
+
+
+@frames_pattern("inject", "injection.frames")
 def _inject(m: re.Match) -> Overrides:
   return {"injection.frames": _frames_list(m.group(1))}
 
 
-@pattern(rf"reset@((?:{_FRAMES})(?:\+{_FRAMES})*)", "reset@<F>[+<F>…]")
+@frames_pattern("inject", "injection.frames", "-freeze_encoder")
+def _inject_freeze_encoder(m: re.Match) -> Overrides:
+  return {"injection.frames": _frames_list(m.group(1)), "injection.freeze_encoder": True}
+
+
+@frames_pattern("inject", "injection.frames", "-reset_opt")
+def _inject_reset_opt(m: re.Match) -> Overrides:
+  return {"injection.frames": _frames_list(m.group(1)), "injection.reset_optimizer": True}
+
+
+@frames_pattern("reset", "reset.frames")
 def _reset(m: re.Match) -> Overrides:
   return {"reset.frames": _frames_list(m.group(1)), "reset.target": "head"}
 
 
-@pattern(rf"shrink_perturb@((?:{_FRAMES})(?:\+{_FRAMES})*)", "shrink_perturb@<F>[+<F>…]")
+@frames_pattern("shrink_perturb", "shrink_perturb.frames")
 def _shrink_perturb(m: re.Match) -> Overrides:
   return {"shrink_perturb.frames": _frames_list(m.group(1)), "shrink_perturb.alpha": 0.8, "shrink_perturb.sigma": 0.2}
 
 
-@pattern(rf"grow@((?:{_FRAMES})(?:\+{_FRAMES})*)", "grow@<F>[+<F>…]")
+@frames_pattern("grow", "injection.frames")
 def _grow(m: re.Match) -> Overrides:
   frames = _frames_list(m.group(1))
   return {"network.hidden": 128, "injection.frames": frames,
@@ -130,15 +157,75 @@ def _grow(m: re.Match) -> Overrides:
 
 def allowed() -> str:
   """The names and patterns, for error messages and --help."""
-  return ", ".join(list(VARIANTS) + [usage for _, usage, _ in PATTERNS])
+  return ", ".join(list(VARIANTS) + [usage for _, usage, _, _ in PATTERNS] + ["<name>+<field>=<value>[+…]"])
 
 
-def get_variant(name: str) -> Overrides:
-  """A variant name -> its overrides (a fresh dict); ValueError naming the allowed ones."""
+def _named(name: str) -> Overrides | None:
+  """A fixed name's or a pattern's overrides (a fresh dict); None for another name."""
   if name in VARIANTS:
     return dict(VARIANTS[name])
-  for regex, _, builder in PATTERNS:
+  for regex, _, builder, _ in PATTERNS:
     m = regex.fullmatch(name)
     if m is not None:
       return builder(m)
-  raise ValueError(f"unknown variant {name!r}; allowed: {allowed()} (frame counts like 2k, 50M)")
+  return None
+
+
+def _is_field(field: str) -> bool:
+  """Whether the config schema (config.base_config) has this leaf field; imports it only for a label's parts."""
+  from plasticity_rl import config as config_lib  # pylint: disable=g-import-not-at-top  (imports jax)
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  value = config_lib.base_config()
+  for key in field.split("."):
+    if not isinstance(value, ml_collections.ConfigDict) or key not in value:
+      return False
+    value = value[key]
+  return not isinstance(value, ml_collections.ConfigDict)
+
+
+def get_variant(name: str) -> Overrides:
+  """A variant name or label -> its overrides (a fresh dict); ValueError naming the allowed ones.
+
+  A label (`label`) is names and field=value parts joined by '+' (inject@50M+rr=0.5, lr=1e-4+rr=0.25): its
+  overrides are its names' and its parts' together (the values untyped: the config types them).
+  """
+  overrides = _named(name)
+  if overrides is not None:
+    return overrides
+  parts = axes.split_label(name)
+  out: Overrides = {}
+  for text in parts:
+    field_value = axes.parse_part(text)
+    if field_value and not _is_field(field_value[0]):
+      raise ValueError(f"unknown variant {name!r}: the config has no field {field_value[0]!r}")
+    sub = {field_value[0]: field_value[1]} if field_value else (_named(text) if len(parts) > 1 else None)
+    if sub is None:
+      raise ValueError(f"unknown variant {name!r}" + (f" (its part {text!r})" if len(parts) > 1 else "") +
+                       f"; allowed: {allowed()} (frame counts like 2k, 50M)")
+    both = [k for k in sub if k in out and not axes.same(out[k], sub[k])]
+    if both:
+      raise ValueError(f"variant {name!r} sets {both[0]} twice, to {out[both[0]]!r} and {sub[both[0]]!r}")
+    out.update(sub)
+  return out
+
+
+def named_in(overrides: Overrides) -> list[tuple[str, Overrides]]:
+  """The named variants (fixed names, then the patterns' own) whose overrides `overrides` holds, in order."""
+  out = []
+  for name, sub in VARIANTS.items():
+    if sub and all(k in overrides and axes.same(overrides[k], v) for k, v in sub.items()):
+      out.append((name, dict(sub)))
+  for _, _, _, inverse in PATTERNS:
+    name = inverse(overrides)
+    sub = _named(name) if name else None
+    if sub and all(k in overrides and axes.same(overrides[k], v) for k, v in sub.items()):
+      out.append((name, sub))
+  return out
+
+
+def label(overrides: Overrides) -> str:
+  """The one label of a set of overrides ({} -> 'baseline'): the names of this file that cover them, most fields
+  first, then field=value parts (sweep/axes.derive_label). Equal overrides get one label, however named:
+  {'injection.frames': (50_000_000, 100_000_000)} -> 'inject@50M+100M', {'injection.frames': (2000,),
+  'learner.replay_ratio': 0.5} -> 'inject@2k+rr=0.5', {'learner.augment': 'random_shift'} -> 'drq'."""
+  return axes.derive_label(overrides, named_in)

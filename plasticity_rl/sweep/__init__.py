@@ -3,6 +3,9 @@
 The library behind plasticity-rl-sweep (plasticity_rl/launch_sweep.py), one module a step:
 - inputs.py: game names and sets (atari57, atari26, atari5), seeds, variant names (configs/variants.py),
   overrides and the --config spec, made canonical (`resolve_games`, `resolve_variants`, `parse_override`, …).
+- axes.py: variant labels derived from overrides (`derive_label`; configs/variants.label), --axis
+  field=value,… (`parse_axis`), and the sweep's variants: each named one × the product of the axes (`grid`),
+  equal overrides listed once under one label.
 - plan.py: `expand` turns them into `Run`s: a workdir ROOT/<game>/<variant>/seed_<n>, a log
   ROOT/logs/<game>/<variant>/seed_<n>.log, and the command line that runs it. `group` makes the unfinished
   runs into `Process`es: one per run (seeds_per_process=1), or up to K consecutive seeds of one game and
@@ -31,8 +34,13 @@ Importing the package imports no training code (no jax, flax, optax or envpool):
 when a check parses them, envpool's game list only for a game outside the 57.
 """
 
+from plasticity_rl.sweep.axes import derive_label
+from plasticity_rl.sweep.axes import grid
+from plasticity_rl.sweep.axes import labeller
+from plasticity_rl.sweep.axes import parse_axis
 from plasticity_rl.sweep.checks import check
 from plasticity_rl.sweep.checks import parse_config
+from plasticity_rl.sweep.checks import type_axes
 from plasticity_rl.sweep.errors import SweepError
 from plasticity_rl.sweep.inputs import config_spec
 from plasticity_rl.sweep.inputs import format_value

@@ -2,34 +2,35 @@
 workdir compared with the config it will get, before anything starts.
 
 `parse_config` is main.py's parse (config_flags, then config.validate), so a bad override or variant is a
-SweepError naming the run or process. `check` returns the workdirs main.py would refuse (*conflicts*): one
-that holds another config.json, or is not empty without one, and a multi-seed process's --workdir that
-holds a single run. The comparison and the refusal are main's own (workdir.config_changes,
-workdir.check_parent_workdir); the configs are imported here, when a check runs, not with the package.
+SweepError naming the run or process; `type_axes` types a sweep's --axis values by the same parse. `check`
+returns the workdirs main.py would refuse (*conflicts*): one that holds another config.json, or is not empty
+without one, and a multi-seed process's --workdir that holds a single run. The comparison and the refusal
+are main's own (workdir.config_changes, workdir.check_parent_workdir); the configs are imported here, when a
+check runs, not with the package.
 """
 
 import os
+import re
 from typing import Sequence
 
 from plasticity_rl import workdir as workdir_lib
+from plasticity_rl.sweep import axes
+from plasticity_rl.sweep import inputs
 from plasticity_rl.sweep import plan
 from plasticity_rl.sweep.errors import SweepError
 
 
-def parse_config(config_args: Sequence[str]):
-  """The ConfigDict main.py would build from these flags (config_flags, then validate).
-
-  Raises SweepError with the flag or field at fault.
-  """
+def _flag_config(config_args: Sequence[str]):
+  """The ConfigDict config_flags builds from these flags, as main.py's (not validated); SweepError naming the flag
+  or field at fault."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  from plasticity_rl import config as config_lib  # pylint: disable=g-import-not-at-top  (imports jax)
   argv = ["sweep", *config_args]
   flag_values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv)
   try:
     flag_values(argv)
-    config = flag_values["config"].value
+    return flag_values["config"].value
   except flags.Error as e:
     lines = [line for line in str(e).splitlines() if line.strip()]
     raise SweepError(f"{lines[0]} {lines[-1].strip()}" if len(lines) > 1 else str(e)) from None
@@ -39,11 +40,56 @@ def parse_config(config_args: Sequence[str]):
     key = str(e.args[0] if e.args else e).splitlines()[0].strip("'\"")
     flag = next((a.split("=", 1)[0] for a in config_args if key in a.split("=", 1)[0].split(".")), None)
     raise SweepError(f"{flag or 'an override'}: the config has no field {key!r}") from None
+
+
+def parse_config(config_args: Sequence[str]):
+  """The ConfigDict main.py would build from these flags (config_flags, then validate).
+
+  Raises SweepError with the flag or field at fault.
+  """
+  from plasticity_rl import config as config_lib  # pylint: disable=g-import-not-at-top  (imports jax)
+  config = _flag_config(config_args)
   try:
     config_lib.validate(config)
   except config_lib.ConfigError as e:
     raise SweepError(str(e)) from None
   return config
+
+
+def type_axes(config_args: Sequence[str], axes_in: Sequence[tuple[str, Sequence[str]]]) -> list[tuple[str, list]]:
+  """Each axis (field, value texts: axes.parse_axis) with its values as the config's type, as main.py will parse
+  them (config_flags on --config=… and the overrides, `config_args`), without repeats.
+
+  A field the config lacks, a section, a field the sweep sets itself or an override sets too, and a value the
+  field's type refuses are each a SweepError naming the --axis.
+  """
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  base = _flag_config(config_args)
+  out = []
+  for field, texts in axes_in:
+    if field in inputs.RESERVED_FIELDS:
+      raise SweepError(f"--axis {field}: the sweep sets config.{field} itself (use --games, --variants, --seeds)")
+    if any(a.startswith(f"--config.{field}=") for a in config_args):
+      raise SweepError(f"--axis {field}: an override sets config.{field} for every run too: drop one")
+    value = base
+    for name in field.split("."):
+      if not isinstance(value, ml_collections.ConfigDict) or name not in value:
+        raise SweepError(f"--axis {field}: the config has no field {field!r}")
+      value = value[name]
+    if isinstance(value, ml_collections.ConfigDict):
+      raise SweepError(f"--axis {field}: a section, not a field; name one of its fields ({', '.join(value)})")
+    typed = []
+    for text in texts:
+      try:
+        config = _flag_config([*config_args, f"--config.{field}={text}"])
+      except SweepError as e:
+        raise SweepError(f"--axis {field}={text}: {re.sub(r'^flag [^ ]+: ', '', str(e))}") from None
+      for name in field.split("."):
+        config = config[name]
+      if not any(axes.same(config, v) for v in typed):
+        typed.append(config)
+    out.append((field, typed))
+  return out
 
 
 def check(runs: Sequence[plan.Run], processes: Sequence[plan.Process] = ()) -> dict[str, str]:

@@ -58,6 +58,10 @@ class Manifest:
   def get(self, name: str) -> dict[str, Any]:
     return self._runs.get(name, {})
 
+  def variants(self) -> dict[str, dict[str, Any]]:
+    """{label: overrides} of the variants this root's runs have (what axes.grid keeps for the same overrides)."""
+    return {r["variant"]: r["variant_overrides"] for r in self.data["runs"] if "variant_overrides" in r}
+
   def add_launch(self, argv: Sequence[str], runner: str, runs: Sequence[plan.Run],
                  processes: Sequence[plan.Process] | None = None) -> None:
     """Records a launch and its runs. `processes` (default: group(runs)) are those it will start.
