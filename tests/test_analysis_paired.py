@@ -58,7 +58,7 @@ def test_few_runs_and_size_label():
 
 
 @pytest.mark.parametrize("seeds, flagged", [(1, True), (2, True), (3, False)])
-def test_every_table_states_games_and_runs_and_flags_a_ci_from_few_runs(seeds, flagged):
+def test_every_table_states_games_and_runs_and_flags_a_ci_from_few_runs(seeds, flagged, tmp_path):
   scores = {(v, g): [RANDOM[g] + (1 + k) * (s + 1) for s in range(seeds)]
             for k, v in enumerate(("baseline", "inject")) for g in ("Pong", "Breakout")}
   analysis = aggregate.analyze(_results(_episodes(scores)), paired=["inject:baseline"], **SMALL)
@@ -74,6 +74,9 @@ def test_every_table_states_games_and_runs_and_flags_a_ci_from_few_runs(seeds, f
     row = analysis.aggregate.iloc[0]
     assert row["IQM lo"] == row["IQM hi"] == row["IQM"]
     assert analysis.paired["delta_lo"].isna().all() and "[no CI: 1 seed]" in texts[2]
+    assert analysis.grid["lo"].isna().all()
+    aggregate.write_outputs(analysis, str(tmp_path))  # Every file and figure, from one seed per game.
+    assert (tmp_path / "paired_inject_vs_baseline.pdf").exists() and (tmp_path / "learning_curves.pdf").exists()
 
 
 # Per-game paired benefit.

@@ -155,7 +155,7 @@ def paired_frame(rows: pd.DataFrame) -> pd.DataFrame:
       "Game": rows["game"], "Seeds": [_runs(n) for n in rows["seeds"]],
       f"{y} (control)": [f"{v:.1f}" for v in rows["y_score"]], f"{x}": [f"{v:.1f}" for v in rows["x_score"]],
       "Δ score [95 % CI]": [_interval(*v, ".1f") for v in zip(rows["delta"], rows["delta_lo"], rows["delta_hi"])],
-      "Relative [95 % CI]": [_interval(*v, ".0f", " %") for v in
+      "Relative [95 % CI]": [_interval(*v, ".1f", " %") for v in
                              zip(rows["relative"], rows["relative_lo"], rows["relative_hi"])],
       "Δ HNS": [f"{v:+.3f}" for v in rows["delta_hns"]]})
 
