@@ -195,3 +195,14 @@ def test_sweep_package_imports_no_training_code():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
   assert out.returncode == 0, out.stderr
   assert out.stdout.strip() == "[]"
+
+
+def test_a_root_keeps_the_names_its_manifest_holds(tmp_path):
+  """A root launched before labels were canonical (inject@2000) keeps that name for the same overrides."""
+  runs = sweep.expand(str(tmp_path), SMOKE, ["Pong"], {"inject@2000": {"injection.frames": (2000,)}}, [0])
+  manifest = sweep.Manifest.open(str(tmp_path), sweep.config_spec(SMOKE), [])
+  manifest.add_launch(["old"], "local", runs)
+  manifest.save()
+  again = sweep.Manifest.open(str(tmp_path), sweep.config_spec(SMOKE), [])
+  assert again.variants() == {"inject@2000": {"injection.frames": [2000]}}
+  assert list(_grid(["inject@2k", "inject@3k"], [], keep=again.variants())[0]) == ["inject@2000", "inject@3k"]
