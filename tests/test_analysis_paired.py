@@ -293,3 +293,13 @@ def test_diagnosis_plot_writes_the_pdf_too(tmp_path):
             "source": {"game": "Pong", "variant": "baseline", "seed": 0}}
   diagnosis.plot(logs([(2000, 1.0)]), branches, report, str(tmp_path / "diagnosis.png"))
   assert (tmp_path / "diagnosis.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_read_events_leaves_out_a_torn_line_and_names_a_damaged_one(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  rows = [{"frames": 5, "kind": "train", "loss": 1.0, "note": "event"}, {"frames": 7, "kind": "event", "name": "reset"}]
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"frames": 9, "kind": "event", "na')
+  assert curves.read_events(str(path)) == [(7, "reset")]  # A train row mentioning "event" is not one.
+  path.write_text(json.dumps(rows[1]) + "\n" + '{"kind": "event"}\n')
+  with pytest.raises(AnalysisError, match="metrics.jsonl line 2"):
+    curves.read_events(str(path))
