@@ -15,7 +15,7 @@ The library behind plasticity-rl-sweep (plasticity_rl/launch_sweep.py), one modu
   resume from the same frame count share a process (see `group`). `is_done`, `disk_status`: where a run is.
 - workdir_state.py: what a run's workdir shows meanwhile (its newest checkpoint, frames so far, ETA).
 - checks.py: `check` parses every process's config exactly as main.py will (config_flags + validate), so
-  that a bad override or variant fails before anything starts, and compares each run's config (a
+  that a bad override or variant fails before anything starts (`type_axes`: each --axis value, the same way), and compares each run's config (a
   multi-seed process's: workdir.seed_config, seed n and num_seeds 1) with the config.json of a workdir
   that already exists, as main.py does (workdir.config_changes).
 - manifest.py: `Manifest` is ROOT/sweep.json: the base config, the overrides, and every run (seed) with its
