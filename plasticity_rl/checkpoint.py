@@ -445,6 +445,12 @@ class Checkpointer:
 # -- reincarnation ---------------------------------------------------------------------
 
 
+def source_path(config) -> str:
+  """config.reincarnate.path with `{seed}` replaced by config.seed: seed n of an N-seed run (or of a sweep)
+  reincarnates seed n's agent, e.g. `ROOT/baseline/seed_{seed}`; a path without it is every seed's source."""
+  return config.reincarnate.path.replace("{seed}", str(config.seed))
+
+
 def open_source(path: str) -> tuple[Checkpointer, int | None]:
   """A workdir, its checkpoints/ directory or one checkpoints/<frames> step -> (checkpointer, step or None)."""
   path = os.path.abspath(path)
@@ -517,7 +523,7 @@ def reincarnate(config, agent: dqn.DQNAgent) -> Restored:
   CheckpointError if it cannot start this run: another network (paths and
   shapes named), another optimizer, or a replay of another size.
   """
-  path, load = config.reincarnate.path, config.reincarnate.load
+  path, load = source_path(config), config.reincarnate.load
   if load not in LOADS:
     raise CheckpointError(f"reincarnate.load {load!r}: allowed {LOADS}")
   checkpointer, step = open_source(path)

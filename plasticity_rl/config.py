@@ -124,7 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Reincarnation: start this (new) run from an agent another run saved. Named `path`, not `from`:
   # config_flags parses `--config.reincarnate.from=…` as Python, where `from` is a keyword (SyntaxError).
   c.reincarnate = ml_collections.ConfigDict()
-  c.reincarnate.path = ""  # A workdir (its newest checkpoint) or a workdir/checkpoints/<frames> dir; "": off.
+  c.reincarnate.path = ""  # A workdir or workdir/checkpoints/<frames> ("{seed}": each seed's number); "": off.
   c.reincarnate.load = "params"  # "params", "params+optimizer", "params+optimizer+replay" or "all" (+ counters).
 
   c.log = ml_collections.ConfigDict()
@@ -420,16 +420,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("seed", f"must be in [0, 2**32 - num_seeds], got {c.seed!r}")
   if c.seed_batching not in SEED_BATCHING:
     _fail("seed_batching", f"unknown {c.seed_batching!r}; allowed: {list(SEED_BATCHING)}")
-  if c.num_seeds > 1:  # Per-seed decisions would give the seeds different tree structures or schedules.
-    for field, on in (("injection.trigger.metric", bool(c.injection.trigger.metric)),
-                      ("learner.adaptive_replay_ratio.enabled", c.learner.adaptive_replay_ratio.enabled),
-                      ("expansion.enabled", c.expansion.enabled)):
-      if on:
-        _fail(field, f"is per-seed and not supported with num_seeds={c.num_seeds}: run the seeds as "
-              "single-seed runs (in a sweep: --seeds_per_process=1)")
-    if c.reincarnate.path:
-      _fail("reincarnate.path", f"not supported with num_seeds={c.num_seeds}: reincarnate one seed's workdir "
-            "(WORKDIR/seed_<n>) in a single-seed run")
   if c.replay.learning_starts_frames >= c.total_frames:
     _fail("replay.learning_starts_frames", f"must be < total_frames ({c.total_frames}): no update would run")
   if c.checkpoint.period_frames < 0:
@@ -441,10 +431,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
   validate_outputs(c)
   check_variant_label(c)
   refuse_inactive(c)
-  if c.reincarnate.path and not os.path.isdir(c.reincarnate.path):
-    _fail("reincarnate.path", f"no such directory {c.reincarnate.path!r} (a workdir or a checkpoints/<frames> dir)")
-  if c.reincarnate.path:
-    check_reincarnated_network(c)
+  for path in sorted({reincarnate_path(c, seed) for seed in range(c.seed, c.seed + c.num_seeds)}):
+    if path and not os.path.isdir(path):
+      _fail("reincarnate.path", f"no such directory {path!r} (a workdir or a checkpoints/<frames> dir"
+            f"{'; {seed} is each seed' if '{seed}' in c.reincarnate.path else ''})")
+    if path:
+      check_reincarnated_network(c, path)
+
+
+def reincarnate_path(c: ml_collections.ConfigDict, seed: int) -> str:
+  """Seed `seed`'s reincarnation source: reincarnate.path with `{seed}` replaced (checkpoint.source_path)."""
+  return c.reincarnate.path.replace("{seed}", str(seed))
 
 
 WANDB_MODES = ("offline", "online")
@@ -485,13 +482,13 @@ def _source_config(path: str) -> dict | None:
   return None
 
 
-def check_reincarnated_network(c: ml_collections.ConfigDict) -> None:
-  """A reincarnated agent keeps the saved network: a network field that differs from the source run's would be
-  recorded in config.json but not trained (the loaded params fix the shapes), so it is refused."""
-  source = _source_config(c.reincarnate.path)
+def check_reincarnated_network(c: ml_collections.ConfigDict, path: str) -> None:
+  """A reincarnated agent keeps the saved network: a network field that differs from the source run's (at
+  `path`) would be recorded in config.json but not trained (the loaded params fix the shapes), so it is refused."""
+  source = _source_config(path)
   if source is None or "network" not in source:
     return
   for field, value in c.network.items():
     if field in source["network"] and not _same(source["network"][field], value):
-      _fail(f"network.{field}", f"{value!r}, but the reincarnated agent ({c.reincarnate.path}) has "
+      _fail(f"network.{field}", f"{value!r}, but the reincarnated agent ({path}) has "
             f"{source['network'][field]!r}: a reincarnated run keeps the saved network (drop the override)")

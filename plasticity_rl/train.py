@@ -36,6 +36,8 @@ import numpy as np
 from plasticity_rl import checkpoint as checkpoint_lib
 from plasticity_rl import expansion
 from plasticity_rl import interventions
+from plasticity_rl import learner as learner_lib
+from plasticity_rl import loop_state
 from plasticity_rl import metrics as metrics_lib
 from plasticity_rl import networks
 from plasticity_rl import params_tree
@@ -124,12 +126,9 @@ def record_eval(recorder: recorder_lib.Recorder, results: list[tuple[float, int]
   return mean
 
 
-accumulate = jax.jit(lambda total, info: jax.tree.map(jnp.add, total, info))
-
-
-def update_name(due: int) -> str:
-  """What progress.Compilation calls the update of `due` batches (each count compiles once)."""
-  return "the update" if due == 1 else f"the update ×{due}"
+accumulate = learner_lib.accumulate
+update_name = learner_lib.update_name
+next_multiple = loop_state.next_multiple
 
 
 def draw_batches(replay: replay_lib.ReplayBuffer, review: expansion.Review | None, due: int,
@@ -198,8 +197,22 @@ def evaluation_envs(config, seed: int, final: bool = False):
                          render=config.eval.record_video)
 
 
-def next_multiple(frames: int, period: int) -> int:
-  return (frames // period + 1) * period
+@dataclasses.dataclass
+class SeedRun:
+  """One seed of the loop: where it writes, and what it owns on the host (its learner state is the
+  SeedLearner's). A plain run is one SeedRun in the run's workdir; an N-seed run's are WORKDIR/seed_<n>."""
+
+  seed: int
+  workdir: str
+  config: Any  # Its single-seed config (the workdir's config.json).
+  checkpointer: checkpoint_lib.Checkpointer
+  # Made once the run starts:
+  eval_envs: Any = None
+  replay: replay_lib.ReplayBuffer | None = None
+  recorder: recorder_lib.Recorder | None = None
+  stepper: atari.AtariStepper | None = None
+  episodes: Episodes | None = None
+  loop: loop_state.SeedLoop | None = None
 
 
 def finished_summary(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer) -> dict[str, Any] | None:
@@ -231,275 +244,347 @@ def train(config, workdir: str, reincarnated: checkpoint_lib.Restored | None = N
                    f"{checkpointer.steps()[-1]:,}")
       return summary
     with StopSignals() as stop:
-      return _train(config, workdir, checkpointer, stop, reincarnated)
+      run = SeedRun(seed=config.seed, workdir=workdir, config=config, checkpointer=checkpointer)
+      return run_seeds(config, [run], stop, reincarnated=[reincarnated])[0]
   finally:
     checkpointer.close()
 
 
-def _train(config, workdir: str, checkpointer: checkpoint_lib.Checkpointer, stop: StopSignals,
-           reincarnated: checkpoint_lib.Restored | None = None) -> dict[str, Any]:
-  game, num_envs = config.game, config.env.num_envs
-  logging.info("%s on %s: making the envs (%d training, %d evaluation), the replay and the agent…", game,
-               jax.default_backend(), num_envs, config.eval.num_episodes)
-  eval_envs = evaluation_envs(config, config.seed)
-  agent = dqn.make_agent(config, eval_envs.action_space.n)
-  resumed = checkpointer.restore(optimizer=agent.optimizer, with_replay=config.checkpoint.save_replay)
-  if resumed is not None:
-    checkpointer.set_aside([s for s in checkpointer.steps() if s > resumed.step])  # Unreadable ones.
-  start_frames = resumed.loop["frames"] if resumed is not None else 0
-  train_envs = atari.make_envs(game, config.env.protocol, num_envs, env_seed(config.seed, start_frames),
-                               config.env.max_episode_frames)
-  num_actions = train_envs.action_space.n
-  if eval_envs.action_space.n != num_actions:
-    raise ValueError(f"train protocol {config.env.protocol!r} has {num_actions} actions but eval protocol "
-                     f"{config.eval.protocol!r} has {eval_envs.action_space.n}: use protocols with one action set")
+def resume_point(runs: list[SeedRun], optimizer, with_replay: bool) -> list[checkpoint_lib.Restored] | None:
+  """Each run's checkpoint to resume from, or None (none saved): a single run's newest readable one; the seeds'
+  at the newest frame count every one of them can read."""
+  if len(runs) == 1:
+    restored = runs[0].checkpointer.restore(optimizer=optimizer, with_replay=with_replay)
+    return None if restored is None else [restored]
+  common = sorted(set.intersection(*(set(r.checkpointer.steps()) for r in runs)))
+  if not common and any(r.checkpointer.steps() for r in runs):
+    logging.warning("the seeds have no checkpoint at a common frame count: starting again from 0 frames")
+  for step in reversed(common):
+    try:
+      return [r.checkpointer.restore_step(step, optimizer=optimizer, with_replay=with_replay) for r in runs]
+    except checkpoint_lib.CheckpointError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning("checkpoint step %s is unreadable for a seed (%s); trying the previous one", step,
+                      checkpoint_lib.describe_error(e))
+  if common:
+    raise checkpoint_lib.CheckpointError(f"no frame count at which every seed has a readable checkpoint ({common})")
+  return None
 
-  init_rng, act_rng, eval_rng, surgery_rng = jax.random.split(jax.random.key(config.seed), 4)
-  state = agent.init(init_rng)
-  replay = replay_lib.ReplayBuffer(config.replay.capacity, num_envs, n_step=config.replay.n_step,
-                                   gamma=config.learner.gamma, seed=config.seed)
+
+def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
+              reincarnated: list[checkpoint_lib.Restored | None] | None = None) -> list[dict[str, Any]]:
+  """The training loop, for one seed (a plain run) or N seeds sharing the loop (multi_seed.py).
+
+  The seeds share one frame counter, one intervention schedule and one log / eval / metrics / checkpoint
+  cadence; everything else is per seed: params, optimizer state, replay, keys, envs, and the per-seed
+  decisions (a metric trigger's injection, the adaptive replay ratio and its updates due, expansion's review).
+  Seed n of an N-seed run writes what the single run with seed n writes (tests/test_multi_seed.py).
+  """
+  game, num_envs, n = config.game, config.env.num_envs, len(runs)
+  multi = config.num_seeds > 1
+  logging.info("%s on %s: making the envs (%d training, %d evaluation%s), the replay%s and the agent…", game,
+               jax.default_backend(), num_envs, config.eval.num_episodes, f"; ×{n} seeds" if multi else "",
+               "s" if multi else "")
+  for run in runs:
+    run.eval_envs = evaluation_envs(run.config, run.seed)
+  agent = dqn.make_agent(config, runs[0].eval_envs.action_space.n)
+  resumed = resume_point(runs, agent.optimizer, config.checkpoint.save_replay)
+  if resumed is not None:
+    for run, restored in zip(runs, resumed):
+      run.checkpointer.set_aside([s for s in run.checkpointer.steps() if s > restored.step])  # Unreadable ones.
+  start_frames = resumed[0].loop["frames"] if resumed is not None else 0
+
+  states, act_keys = [], []
+  for run in runs:
+    init_rng, act_rng, eval_rng, surgery_rng = jax.random.split(jax.random.key(run.seed), 4)
+    states.append(agent.init(init_rng))
+    act_keys.append(act_rng)
+    run.loop = loop_state.SeedLoop.start(config, eval_rng, surgery_rng)
+    run.replay = replay_lib.ReplayBuffer(config.replay.capacity, num_envs, n_step=config.replay.n_step,
+                                         gamma=config.learner.gamma, seed=run.seed)
   schedule = interventions.make_schedule(config, agent)
-  trigger = triggers.init_trigger(config.injection.trigger)
-  adaptive = config.learner.adaptive_replay_ratio
-  replay_ratio_state = triggers.init_replay_ratio(adaptive) if adaptive.enabled else None
-  next_metrics = config.metrics.period_frames or None
-  review = expansion.Review.from_config(config)  # Expansion's experience review; None when off.
-  frames, updates_due, num_updates, num_episodes = 0, 0.0, 0, 0
-  info_sum, info_count = None, 0
-  recent_returns: list[float] = []
-  next_log, next_eval = config.log.period_frames, config.eval.period_frames
-  eval_means: list[tuple[int, float]] = []
-  wall_before = 0.0
 
-  source, load = resumed, "all"
+  # Where each seed starts: its own checkpoint (resume), a saved agent (reincarnation) or nothing.
+  sources, load = resumed, "all"
   if resumed is None and config.reincarnate.path:
-    source, load = reincarnated or checkpoint_lib.reincarnate(config, agent), config.reincarnate.load
-    logging.info("%s", progress.reincarnation_line(source.path, source.loop["frames"], load))
-  if source is not None:
-    state = source.train_state(state, agent.optimizer, load)
-    if source.replay is not None and load in ("params+optimizer+replay", "all"):
-      replay.load_state_dict(source.replay)
-  if source is not None and load == "all":
-    keys = source.keys()
-    act_rng, eval_rng, surgery_rng = keys["act"], keys["eval"], keys["surgery"]
-    loop = source.loop
-    frames, updates_due, num_updates, num_episodes = (loop["frames"], loop["updates_due"], loop["updates"],
-                                                      loop["episodes"])
-    recent_returns, info_count, wall_before = loop["recent_returns"], loop["info_count"], loop["wall_seconds"]
-    eval_means = [(int(f), float(r)) for f, r in loop["eval_means"]]
-    if loop["info_sum"] is not None:
-      info_sum = {k: jnp.asarray(v, jnp.float32) for k, v in loop["info_sum"].items()}
-    next_log, next_eval, next_metrics = loop["next_log"], loop["next_eval"], loop.get("next_metrics")
-    if resumed is not None:
-      trigger = triggers.from_dict(loop["trigger"]) if loop.get("trigger") else trigger
-      if review is not None and loop.get("expansion_review"):
-        review.load_state_dict(loop["expansion_review"])
-      if loop.get("replay_ratio_state"):
-        replay_ratio_state = triggers.replay_ratio_from_dict(loop["replay_ratio_state"])
-    else:  # Reincarnated: this config's periods.
-      next_log, next_eval = next_multiple(frames, config.log.period_frames), next_multiple(
-          frames, config.eval.period_frames)
-      next_metrics = next_multiple(frames, config.metrics.period_frames) if config.metrics.period_frames else None
-    skipped = schedule.due(frames)  # Applied before the save (resume), or before the saved agent's frames.
-    if resumed is None and skipped:
-      logging.warning("reincarnated at %s frames: dropping the interventions scheduled at or before it: %s; "
-                      "schedule them after %s frames", f"{frames:,}",
-                      ", ".join(f"{s.name}@{s.frames:,}" for s in skipped), f"{frames:,}")
-  state = dqn.owned(state)  # The update donates it (a restored state's arrays may be held elsewhere too).
-  # Updates start once the replay holds learning_starts_frames of data (again, after a resume without it).
-  learning_starts = config.replay.learning_starts_frames + (frames if len(replay) == 0 else 0)
-  next_save = next_multiple(frames, config.checkpoint.period_frames) if config.checkpoint.period_frames else None
-
-  provenance = provenance_lib.start([workdir], resumed=resumed is not None)
-  recorder = recorder_lib.Recorder.for_run(workdir, config, frames, resumed=resumed is not None, provenance=provenance)
-  if resumed is not None:
-    logging.info("resuming from %s at %s frames, %s updates", resumed.path, f"{frames:,}", f"{num_updates:,}")
-    recorder.write(frames, "resume", {"checkpoint": resumed.path, "updates": num_updates})
-  else:
-    logging.info("%s: %d actions, %s params, replay %.2f GB (%d B/transition)", game, num_actions,
-                 f"{networks.count_params(state.params):,}", replay.nbytes / 1e9, replay.bytes_per_transition)
-    recorder.write(frames, "run", {"game": game, "num_actions": num_actions, **param_counts(state),
-                              "replay_bytes_per_transition": replay.bytes_per_transition,
-                              **({"reincarnated_from": source.path, "reincarnate_load": load,
-                                  "reincarnated_frames": source.loop["frames"]} if source is not None else {})})
-
-  stepper = atari.AtariStepper(train_envs, config.env.protocol)
-  stacker = atari.FrameStacker(num_envs)
-  episodes = Episodes.zeros(num_envs)
-  step = stepper.reset()
-  throughput = progress.Throughput(frames, num_updates)
+    load = config.reincarnate.load
+    sources = [given or checkpoint_lib.reincarnate(run.config, agent)
+               for run, given in zip(runs, reincarnated or [None] * n)]
+    for source in sources:
+      logging.info("%s", progress.reincarnation_line(source.path, source.loop["frames"], load))
+    if load == "all" and len({s.loop["frames"] for s in sources}) > 1:
+      raise checkpoint_lib.CheckpointError(
+          "reincarnate.load='all' continues every seed at its source's frames, but the sources are at "
+          + ", ".join(f"{s.loop['frames']:,} ({s.path})" for s in sources) + ": give sources at one frame count")
+  frames, wall_before, info_sums = 0, 0.0, [(None, 0)] * n
+  if sources is not None:
+    for i, (run, source) in enumerate(zip(runs, sources)):
+      states[i] = source.train_state(states[i], agent.optimizer, load)
+      if source.replay is not None and load in ("params+optimizer+replay", "all"):
+        run.replay.load_state_dict(source.replay)
+      if load == "all":
+        keys = source.keys()
+        act_keys[i] = keys["act"]
+        run.loop.restore(source.loop, keys, resumed=resumed is not None)
+    if load == "all":
+      loop = sources[0].loop  # The shared counters are the same in every seed's checkpoint.
+      frames, wall_before = loop["frames"], loop["wall_seconds"]
+      info_sums = [(s.loop["info_sum"], s.loop["info_count"]) for s in sources]
+      skipped = schedule.due(frames)  # Applied before the save (resume), or before the saved agent's frames.
+      if resumed is None and skipped:
+        logging.warning("reincarnated at %s frames: dropping the interventions scheduled at or before it: %s; "
+                        "schedule them after %s frames", f"{frames:,}",
+                        ", ".join(f"{s.name}@{s.frames:,}" for s in skipped), f"{frames:,}")
+  cadence = loop_state.Cadence.from_config(config, frames, resumed[0].loop if resumed is not None else None)
+  throughput = progress.Throughput(frames, runs[0].loop.updates)
   compilation = progress.Compilation(throughput)
+  learner = learner_lib.SeedLearner(agent, states, act_keys, config.seed_batching, compilation)
+  learner.load_infos(info_sums)
+  # Updates start once the replay holds learning_starts_frames of data (again, after a resume without it).
+  learning_starts = config.replay.learning_starts_frames + (frames if len(runs[0].replay) == 0 else 0)
 
-  def save_checkpoint():
-    if checkpointer.steps() and checkpointer.steps()[-1] == frames:
+  provenance = provenance_lib.start([run.workdir for run in runs], resumed=resumed is not None)
+  for i, (run, state) in enumerate(zip(runs, states)):
+    run.recorder = recorder_lib.Recorder.for_run(run.workdir, run.config, frames, resumed=resumed is not None,
+                                                 provenance=provenance)
+    if resumed is not None:
+      run.recorder.write(frames, "resume", {"checkpoint": resumed[i].path, "updates": run.loop.updates})
+    else:
+      source = sources[i] if sources is not None else None
+      run.recorder.write(frames, "run", {
+          "game": game, "num_actions": agent.num_actions, **param_counts(state),
+          "replay_bytes_per_transition": run.replay.bytes_per_transition,
+          **({"num_seeds": n, "seed_batching": learner.batching} if multi else {}),
+          **({"reincarnated_from": source.path, "reincarnate_load": load,
+              "reincarnated_frames": source.loop["frames"]} if source is not None else {})})
+    train_envs = atari.make_envs(game, config.env.protocol, num_envs, env_seed(run.seed, start_frames),
+                                 config.env.max_episode_frames)
+    if train_envs.action_space.n != agent.num_actions:
+      raise ValueError(f"train protocol {config.env.protocol!r} has {train_envs.action_space.n} actions but eval "
+                       f"protocol {config.eval.protocol!r} has {agent.num_actions}: use protocols with one action set")
+    run.stepper, run.episodes = atari.AtariStepper(train_envs, config.env.protocol), Episodes.zeros(num_envs)
+  if multi:
+    logging.info("%s: %d seeds %s (%s; %s), %d actions, %s params each, replay %.2f GB each", game, n,
+                 [run.seed for run in runs], learner.batching,
+                 f"{learner.devices} devices" if learner.batching == "vmap" else "one device", agent.num_actions,
+                 f"{networks.count_params(states[0].params):,}", runs[0].replay.nbytes / 1e9)
+  elif resumed is None:
+    logging.info("%s: %d actions, %s params, replay %.2f GB (%d B/transition)", game, agent.num_actions,
+                 f"{networks.count_params(states[0].params):,}", runs[0].replay.nbytes / 1e9,
+                 runs[0].replay.bytes_per_transition)
+  if resumed is not None:
+    logging.info("resuming %s at %s frames, %s updates", f"{n} seeds" if multi else f"from {resumed[0].path}",
+                 f"{frames:,}", f"{runs[0].loop.updates:,}")
+  stacker = atari.FrameStacker(n * num_envs)
+  steps = [run.stepper.reset() for run in runs]
+  del states  # The learner's now.
+
+  def wall_seconds() -> float:
+    return wall_before + time.time() - throughput.start_time
+
+  def mean_updates() -> int:
+    return round(sum(run.loop.updates for run in runs) / n)
+
+  def save_checkpoints():
+    if all(run.checkpointer.steps() and run.checkpointer.steps()[-1] == frames for run in runs):
       return
-    start = time.time()
-    loop = {"frames": frames, "updates": num_updates, "episodes": num_episodes, "updates_due": updates_due,
-            "next_log": next_log, "next_eval": next_eval, "recent_returns": recent_returns,
-            "eval_means": eval_means, "info_count": info_count, "next_metrics": next_metrics,
-            "trigger": triggers.to_dict(trigger), "expansion_review": review and review.state_dict(),
-            "replay_ratio_state": replay_ratio_state and triggers.replay_ratio_to_dict(replay_ratio_state),
-            "info_sum": None if info_sum is None else {k: float(v) for k, v in jax.device_get(info_sum).items()},
-            "wall_seconds": wall_before + time.time() - throughput.start_time}
-    checkpointer.save(frames, state=state, keys={"act": act_rng, "eval": eval_rng, "surgery": surgery_rng},
-                      loop=loop, replay=replay if config.checkpoint.save_replay else None, config=config)
+    start, wall = time.time(), wall_seconds()
+    for run, state, act_key, (info_sum, info_count) in zip(runs, learner.states, learner.act_keys,
+                                                           learner.info_sums()):
+      run.checkpointer.save(frames, state=state, keys=loop_state.keys_dict(act_key, run.loop),
+                            loop=run.loop.to_dict(frames, cadence, info_sum, info_count, wall),
+                            replay=run.replay if config.checkpoint.save_replay else None, config=run.config)
     blocked = time.time() - start
-    recorder.write(frames, "checkpoint", {"blocking_seconds": blocked})
-    logging.info("saving checkpoint @ %s frames (the loop waited %.2f s)", f"{frames:,}", blocked)
+    for run in runs:
+      run.recorder.write(frames, "checkpoint", {"blocking_seconds": blocked})
+    logging.info("saving checkpoint%s @ %s frames (the loop waited %.2f s)", f" of {n} seeds" if multi else "",
+                 f"{frames:,}", blocked)
 
   def run_eval() -> bool:
-    nonlocal eval_rng
-    next_eval_rng, rng = jax.random.split(eval_rng)
-    final = frames >= config.total_frames and config.eval.final_num_episodes
-    envs = evaluation_envs(config, config.seed, final=True) if final else eval_envs
-    video = video_lib.due(config, workdir, frames, eval_means[-1][0] if eval_means else 0)
-    results = evaluate(agent, state.params, envs, config.eval.protocol, config.eval.epsilon, rng, stop, video)
-    if results is None:  # Stopped: the evaluation stays due, and runs first on resume.
-      return False
-    eval_rng = next_eval_rng
-    mean = record_eval(recorder, results, game=game, variant=config.variant, seed=config.seed, frames=frames)
-    eval_means.append((frames, mean))
-    logging.info("eval @ %s frames: mean return %.1f over %d episodes", f"{frames:,}", mean, len(results))
+    for run, state in zip(runs, learner.states):
+      next_eval_rng, rng = jax.random.split(run.loop.eval_rng)
+      final = frames >= config.total_frames and config.eval.final_num_episodes
+      envs = evaluation_envs(run.config, run.seed, final=True) if final else run.eval_envs
+      means = run.loop.eval_means
+      video = video_lib.due(run.config, run.workdir, frames, means[-1][0] if means else 0)
+      results = evaluate(agent, state.params, envs, config.eval.protocol, config.eval.epsilon, rng, stop, video)
+      if results is None:  # Stopped: the evaluation stays due, and runs first on resume.
+        return False
+      run.loop.eval_rng = next_eval_rng
+      means.append((frames, record_eval(run.recorder, results, game=game, variant=config.variant, seed=run.seed,
+                                        frames=frames)))
+      if not multi:
+        logging.info("eval @ %s frames: mean return %.1f over %d episodes", f"{frames:,}", means[-1][1],
+                     len(results))
+    if multi:
+      logging.info("eval @ %s frames: mean return %s (seeds %s)", f"{frames:,}",
+                   " / ".join(f"{run.loop.eval_means[-1][1]:.1f}" for run in runs), [run.seed for run in runs])
     return True
 
   def maybe_eval() -> bool:
-    nonlocal next_eval
-    if frames >= next_eval:
+    if cadence.eval_due(frames):
       if not run_eval():
         return False
-      next_eval += config.eval.period_frames
+      cadence.evaluated()
     return True
 
-  def apply_intervention(name: str, intervention: interventions.Intervention, **extra) -> None:
-    nonlocal state, surgery_rng
-    surgery_rng, rng = jax.random.split(surgery_rng)
-    batch = replay.sample(config.learner.batch_size) if frames >= learning_starts else None
-    probe = batch["obs"] if batch is not None else obs
-    before, counts = state, param_counts(state)
+  def intervene(i: int, state: dqn.TrainState, name: str, intervention: interventions.Intervention,
+                probe_obs: np.ndarray, **extra) -> tuple[dqn.TrainState, dict[str, Any]]:
+    """Seed i's state after `intervention`, and its event row (written)."""
+    run = runs[i]
+    run.loop.surgery_rng, rng = jax.random.split(run.loop.surgery_rng)
+    batch = run.replay.sample(config.learner.batch_size) if frames >= learning_starts else None
+    probe = batch["obs"] if batch is not None else probe_obs
     if name == "expansion" and batch is not None:  # Dormant units among the active ones, before pruning.
-      count, fraction = expansion.dormant_count_jit(agent.network, before, batch["obs"],
+      count, fraction = expansion.dormant_count_jit(agent.network, state, batch["obs"],
                                                     tau=config.expansion.prune_tau)
       extra = {**extra, "dormant_active": int(count)}
+      review = run.loop.review
       if review is not None and review.observe(float(fraction)):
-        recorder.write(frames, "event", {"name": "expansion_review", "batches": review.batches,
-                                         "oldest_fraction": review.fraction})
-    state = dqn.owned(intervention(state, rng, batch))  # The update donates it.
-    event = {"name": name, **extra, **param_counts(state), **expansion.summary(agent.network, state),
-             "max_abs_dq": probe_q_change(agent, before.params, state.params, probe),
-             "max_abs_dq_target": probe_q_change(agent, before.target_params, state.target_params, probe)}
-    recorder.write(frames, "event", event)
-    logging.info("%s", progress.event_line(frames, counts, [event]))
-    compilation.changed(before, state, name, frames)
+        run.recorder.write(frames, "event", {"name": "expansion_review", "batches": review.batches,
+                                             "oldest_fraction": review.fraction})
+    new = intervention(state, rng, batch)
+    event = {"name": name, **extra, **param_counts(new), **expansion.summary(agent.network, new),
+             "max_abs_dq": probe_q_change(agent, state.params, new.params, probe),
+             "max_abs_dq_target": probe_q_change(agent, state.target_params, new.target_params, probe)}
+    run.recorder.write(frames, "event", event)
+    compilation.changed(state, new, name, frames)
+    return new, event
 
-  def measure_plasticity() -> None:
-    nonlocal trigger, replay_ratio_state
-    row = metrics_lib.to_host(compilation.call(
-        "the plasticity metrics", metrics_lib.plasticity_metrics, agent, state,
-        replay.sample(config.metrics.probe_size), state.init_params, train_batch_size=config.learner.batch_size,
-        frames=frames))
-    recorder.write(frames, "plasticity", row)
-    trigger, fire = triggers.update_trigger(trigger, frames, row.get(trigger.spec.metric))
-    if fire:
-      apply_intervention("injection", surgery.injection(agent, surgery.injection_plan(config, agent.network)),
-                         trigger=trigger.spec.metric, trigger_mean=trigger.last_mean)
-    if replay_ratio_state is not None:
-      replay_ratio_state, switched = triggers.update_replay_ratio(replay_ratio_state, frames,
-                                                                  row.get(adaptive.metric))
-      if switched:
-        recorder.write(frames, "event", {"name": "replay_ratio", "replay_ratio": replay_ratio_state.high,
-                                         "metric": adaptive.metric, "window": list(replay_ratio_state.values)})
-        logging.info("replay ratio %g -> %g @ %s frames (%s settled)", replay_ratio_state.low,
-                     replay_ratio_state.high, f"{frames:,}", adaptive.metric)
+  def apply_scheduled(scheduled: interventions.Scheduled, seed_obs: np.ndarray) -> None:
+    before = learner.states
+    new_states, events = [], []
+    for i, state in enumerate(before):
+      new, event = intervene(i, state, scheduled.name, scheduled.apply, seed_obs[i])
+      new_states.append(new)
+      events.append(event)
+    learner.set_states(new_states)
+    logging.info("%s", progress.event_line(frames, param_counts(before[0]), events))
+
+  def measure_plasticity(seed_obs: np.ndarray) -> None:
+    adaptive = config.learner.adaptive_replay_ratio
+    for i, (run, state) in enumerate(zip(runs, learner.states)):
+      row = metrics_lib.to_host(compilation.call(
+          "the plasticity metrics", metrics_lib.plasticity_metrics, agent, state,
+          run.replay.sample(config.metrics.probe_size), state.init_params,
+          train_batch_size=config.learner.batch_size, frames=frames))
+      run.recorder.write(frames, "plasticity", row)
+      seed_loop = run.loop
+      seed_loop.trigger, fire = triggers.update_trigger(seed_loop.trigger, frames,
+                                                        row.get(seed_loop.trigger.spec.metric))
+      if fire:
+        new, event = intervene(i, state, "injection", surgery.injection(
+            agent, surgery.injection_plan(config, agent.network)), seed_obs[i],
+                               trigger=seed_loop.trigger.spec.metric, trigger_mean=seed_loop.trigger.last_mean)
+        learner.set_state(i, new)
+        logging.info("%s%s", f"seed {run.seed}: " if multi else "", progress.event_line(
+            frames, param_counts(state), [event]))
+      if seed_loop.replay_ratio_state is not None:
+        low = seed_loop.replay_ratio_state.low
+        seed_loop.replay_ratio_state, switched = triggers.update_replay_ratio(
+            seed_loop.replay_ratio_state, frames, row.get(adaptive.metric))
+        if switched:
+          run.recorder.write(frames, "event", {"name": "replay_ratio",
+                                               "replay_ratio": seed_loop.replay_ratio_state.high,
+                                               "metric": adaptive.metric,
+                                               "window": list(seed_loop.replay_ratio_state.values)})
+          logging.info("%sreplay ratio %g -> %g @ %s frames (%s settled)", f"seed {run.seed}: " if multi else "",
+                       low, seed_loop.replay_ratio_state.high, f"{frames:,}", adaptive.metric)
+
+  def progress_line(epsilon: float, rates: dict[str, float] | None, losses: list[dict[str, float]]) -> str:
+    returns = [f"{np.mean(run.loop.recent_returns):.1f}" if run.loop.recent_returns else "-" for run in runs]
+    eta = throughput.eta(frames, config.total_frames, learning_starts)
+    done = f"frames {frames:,}/{config.total_frames:,} ({100 * frames / config.total_frames:.0f}%)"
+    if rates is None:  # An early line: the rate so far.
+      fps = throughput.rate(frames) or 0
+      if multi:
+        return f"{done} | {n} seeds × {fps:.0f} fps | ε {epsilon:.3f} | return {' / '.join(returns)} | {eta}"
+      return f"{done} | {fps:.0f} fps | ε {epsilon:.3f} | return {returns[0]} | {eta}"
+    if multi:
+      return (f"{done} | {n} seeds × {rates['fps']:.0f} fps = {n * rates['fps']:.0f} fps | "
+              f"{rates['updates_per_s']:.1f} upd/s per seed | ε {epsilon:.3f} | return {' / '.join(returns)} | {eta}")
+    loss = f"{losses[0]['loss']:.4f}" if "loss" in losses[0] else "-"
+    return (f"{done} | {rates['fps']:.0f} fps | {rates['updates_per_s']:.1f} upd/s | ε {epsilon:.3f} | "
+            f"return {returns[0]} | loss {loss} | {eta}")
 
   maybe_eval()  # Only an evaluation a stopped run left due.
   while frames < config.total_frames and not stop():
-    obs = stacker.push(step.frame, step.first)
+    obs = stacker.push(np.concatenate([st.frame for st in steps]), np.concatenate([st.first for st in steps]))
+    seed_obs = obs.reshape(n, num_envs, *obs.shape[1:])
     epsilon = dqn.linear_epsilon(frames, start=config.exploration.epsilon_start, end=config.exploration.epsilon_end,
                                  decay_frames=config.exploration.decay_frames,
                                  offset_frames=config.replay.learning_starts_frames)
-    actions, act_rng = agent.act(state.params, obs, act_rng, epsilon)
-    actions = np.asarray(actions)
-    reward = step.reward if config.learner.reward_clip == 0 else np.clip(
-        step.reward, -config.learner.reward_clip, config.learner.reward_clip)
-    replay.add(step.frame, actions, reward, step.terminal, step.last, step.first)
-    stepper.send(actions)  # The envs step on envpool's threads while this iteration's updates are dispatched.
+    actions = learner.act(seed_obs, epsilon)
+    for run, step, seed_actions in zip(runs, steps, actions):
+      reward = step.reward if config.learner.reward_clip == 0 else np.clip(
+          step.reward, -config.learner.reward_clip, config.learner.reward_clip)
+      run.replay.add(step.frame, seed_actions, reward, step.terminal, step.last, step.first)
+      run.stepper.send(seed_actions)  # The envs step on envpool's threads while the updates are dispatched.
     frames += num_envs * atari.FRAME_SKIP
 
     if frames >= learning_starts:  # The updates see the replay as it is after this add, as before.
-      replay_ratio = config.learner.replay_ratio if replay_ratio_state is None else replay_ratio_state.replay_ratio
-      updates_due += num_envs * replay_ratio
-      due = 0
-      while updates_due >= 1.0:
-        due += 1
-        updates_due -= 1.0
-      if due:  # The iteration's `due` batches as one [due, B] draw and one transfer; an update per slice.
-        batches = jax.device_put(draw_batches(replay, review, due, config.learner.batch_size))
-        for index in range(due):
-          state, info = compilation.call(update_name(due), agent.update_at, state, batches, index,
-                                         frames=frames)  # Runs async; donates state.
-          info_sum = info if info_sum is None else accumulate(info_sum, info)
-        info_count += due
-        num_updates += due
+      batches = []
+      for run in runs:  # Each seed's updates due at its replay ratio, as one [due, B] draw.
+        run.loop.updates_due += num_envs * run.loop.replay_ratio(config)
+        due = 0
+        while run.loop.updates_due >= 1.0:
+          due += 1
+          run.loop.updates_due -= 1.0
+        run.loop.updates += due
+        batches.append(draw_batches(run.replay, run.loop.review, due, config.learner.batch_size) if due else None)
+      learner.update(batches, frames)  # Runs async; one transfer per seed.
 
-    step = stepper.recv()
-    for ret, length in episodes.track(step):
-      recorder.write(frames, "episode", {"episode_return": ret, "episode_frames": length})
-      recent_returns = (recent_returns + [ret])[-20:]
-      num_episodes += 1
+    steps = [run.stepper.recv() for run in runs]
+    for run, step in zip(runs, steps):
+      for ret, length in run.episodes.track(step):
+        run.recorder.write(frames, "episode", {"episode_return": ret, "episode_frames": length})
+        run.loop.add_episode(ret)
 
     for scheduled in schedule.due(frames):
-      apply_intervention(scheduled.name, scheduled.apply)
+      apply_scheduled(scheduled, seed_obs)
 
-    if next_metrics is not None and frames >= next_metrics:
-      next_metrics = next_multiple(frames, config.metrics.period_frames)
-      if frames >= learning_starts:
-        measure_plasticity()
+    if cadence.metrics_due(frames) and frames >= learning_starts:
+      measure_plasticity(seed_obs)
 
-    if frames >= next_log:
-      next_log += config.log.period_frames
-      scalars = {**throughput.tick(frames, num_updates), "epsilon": epsilon, "updates": num_updates,
-                 "replay_ratio": config.learner.replay_ratio if replay_ratio_state is None
-                 else replay_ratio_state.replay_ratio,
-                 **param_counts(state), **expansion.summary(agent.network, state)}
-      if info_count:
-        scalars.update({k: float(v) / info_count for k, v in jax.device_get(info_sum).items()})
-        info_sum, info_count = None, 0
-      if recent_returns:
-        scalars["episode_return_recent"] = float(np.mean(recent_returns))
-      recorder.write(frames, "train", scalars)
-      recorder.flush()
-      logging.info("frames %s/%s (%.0f%%) | %.0f fps | %.1f upd/s | ε %.3f | return %s | loss %s | %s",
-                   f"{frames:,}", f"{config.total_frames:,}", 100 * frames / config.total_frames, scalars["fps"],
-                   scalars["updates_per_s"], epsilon,
-                   f"{scalars['episode_return_recent']:.1f}" if recent_returns else "-",
-                   f"{scalars['loss']:.4f}" if "loss" in scalars else "-",
-                   throughput.eta(frames, config.total_frames, learning_starts))
+    if cadence.log_due(frames):
+      rates = throughput.tick(frames, mean_updates())
+      losses = learner.info_means()
+      for run, state, info in zip(runs, learner.states, losses):
+        scalars = {**rates, "epsilon": epsilon, "updates": run.loop.updates,
+                   "replay_ratio": run.loop.replay_ratio(config), **({"num_seeds": n} if multi else {}),
+                   **param_counts(state), **expansion.summary(agent.network, state), **info}
+        if run.loop.recent_returns:
+          scalars["episode_return_recent"] = float(np.mean(run.loop.recent_returns))
+        run.recorder.write(frames, "train", scalars)
+        run.recorder.flush()
+      logging.info("%s", progress_line(epsilon, rates, losses))
     elif throughput.early_line(frames):  # Console only: the metrics rows keep the log period.
-      logging.info("frames %s/%s (%.0f%%) | %.0f fps | ε %.3f | return %s | %s", f"{frames:,}",
-                   f"{config.total_frames:,}", 100 * frames / config.total_frames, throughput.rate(frames) or 0,
-                   epsilon, f"{np.mean(recent_returns):.1f}" if recent_returns else "-",
-                   throughput.eta(frames, config.total_frames, learning_starts))
+      logging.info("%s", progress_line(epsilon, None, []))
 
     if not maybe_eval():
       break
-    if next_save is not None and frames >= next_save:
-      next_save = next_multiple(frames, config.checkpoint.period_frames)
-      save_checkpoint()
+    if cadence.save_due(frames):
+      save_checkpoints()
 
-  if not stop() and (not eval_means or eval_means[-1][0] != frames):
+  if not stop() and (not runs[0].loop.eval_means or runs[0].loop.eval_means[-1][0] != frames):
     run_eval()
-  save_checkpoint()
-  checkpointer.wait()
-  recorder.close()
+  save_checkpoints()
+  for run in runs:
+    run.checkpointer.wait()
+    run.recorder.close()
   if stop():
     raise Preempted(stop.signum, frames)
-  summary = {"game": game, "variant": config.variant, "seed": config.seed, "frames": frames,
-             "updates": num_updates, "episodes": num_episodes, "final_eval_return": eval_means[-1][1],
-             "best_eval_return": max(m for _, m in eval_means), "eval": eval_means,
-             "wall_seconds": wall_before + time.time() - throughput.start_time, **param_counts(state),
-             "provenance": provenance}
-  workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
-  if config.log.learning_curve:
-    summary["learning_curve"] = learning_curve.plot_learning_curve(
-        workdir, title=f"{game} · {config.variant} · seed {config.seed}")
-  return summary
+  summaries, wall = [], wall_seconds()
+  for run, state in zip(runs, learner.states):
+    means = run.loop.eval_means
+    summary = {"game": game, "variant": config.variant, "seed": run.seed, "frames": frames,
+               "updates": run.loop.updates, "episodes": run.loop.episodes, "final_eval_return": means[-1][1],
+               "best_eval_return": max(m for _, m in means), "eval": means, "wall_seconds": wall,
+               **({"num_seeds": n} if multi else {}), **param_counts(state), "provenance": provenance}
+    workdir_lib.write_json(os.path.join(run.workdir, "summary.json"), summary)
+    if config.log.learning_curve:
+      summary["learning_curve"] = learning_curve.plot_learning_curve(
+          run.workdir, title=f"{game} · {config.variant} · seed {run.seed}")
+    summaries.append(summary)
+  return summaries

@@ -1,5 +1,6 @@
 """config.num_seeds: N agents in one process equal N single-seed runs; sharded over devices; per-seed checkpoints."""
 
+import json
 import os
 import pathlib
 import signal
@@ -13,7 +14,9 @@ import pytest
 from plasticity_rl import checkpoint
 from plasticity_rl import config as config_lib
 from plasticity_rl import multi_seed
+from plasticity_rl import params_tree
 from plasticity_rl import recorder as recorder_lib
+from plasticity_rl import surgery
 from plasticity_rl import testing
 from plasticity_rl import workdir as workdir_lib
 from plasticity_rl.agents import dqn
@@ -30,40 +33,81 @@ def _smoke_config(**overrides):
   return config
 
 
-def _states_and_batches(agent, seeds):
-  states = [agent.init(jax.random.key(s)) for s in seeds]
-  batches = [testing.random_batch(s, 8, agent.obs_shape, agent.num_actions) for s in seeds]
-  return states, batches
+def _separate(agent, state, batches, key, obs, epsilon):
+  """What one single-seed learner does with the same inputs: its actions, each update's loss, its state."""
+  actions, _ = agent.act(state.params, obs, key, epsilon)
+  losses = []
+  for k in range(len(batches["action"])):
+    state, info = agent.update(state, {name: x[k] for name, x in batches.items()})
+    losses.append(float(info["loss"]))
+  return np.asarray(actions), losses, state
+
+
+def _stacked(batches, k):
+  return {name: np.stack([b[name] for b in batches[:k]]) for name in batches[0]}
 
 
 @pytest.mark.parametrize("batching", ["loop", "vmap"])
 def test_seed_learner_equals_separate_learners(batching):
-  """Same seeds -> the same first updates and actions as one learner per seed (loop: exactly)."""
+  """Same seeds -> the same actions and updates as one learner per seed (loop: exactly), also when the seeds do
+  different numbers of updates (an inactive slot under vmap changes nothing)."""
   agent = dqn.make_agent(_smoke_config(), num_actions=6)
   seeds = (0, 1, 2)
-  states, batches = _states_and_batches(agent, seeds)
+  states = [agent.init(jax.random.key(s)) for s in seeds]
   keys = [jax.random.key(10 + s) for s in seeds]
+  per_seed = [[testing.random_batch(100 * s + k, 8, agent.obs_shape, 6) for k in range(3)] for s in seeds]
+  dues = (3, 1, 0)  # Seed 2 does no update this iteration.
   learner = multi_seed.SeedLearner(agent, states, keys, batching)
   assert learner.batching == batching
-  obs = np.stack([b["obs"][:4] for b in batches])
+  obs = np.stack([b[0]["obs"][:4] for b in per_seed])
   actions = learner.act(obs, 0.5)
-  infos = [learner.update(batches) for _ in range(3)]
-  for i, (state, batch, key) in enumerate(zip(states, batches, keys)):
-    expected_actions, _ = agent.act(state.params, obs[i], key, 0.5)
-    np.testing.assert_array_equal(actions[i], np.asarray(expected_actions))
-    for info in infos:
-      state, expected = agent.update(state, batch)
-      compare = np.testing.assert_array_equal if batching == "loop" else np.testing.assert_allclose
-      compare(np.asarray(info["loss"][i]), np.asarray(expected["loss"]), **({} if batching == "loop" else
-                                                                             {"rtol": 1e-5}))
-    for got, want in zip(jax.tree.leaves(learner.states[i].params), jax.tree.leaves(state.params)):
+  learner.update([_stacked(b, d) if d else None for b, d in zip(per_seed, dues)])
+  sums = learner.info_sums()
+  compare = (np.testing.assert_array_equal if batching == "loop" else
+             lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5))
+  for i, (state, key, due) in enumerate(zip(states, keys, dues)):
+    want_actions, losses, want_state = _separate(agent, state, _stacked(per_seed[i], due) if due else
+                                                 {"action": []}, key, obs[i], 0.5)
+    np.testing.assert_array_equal(actions[i], want_actions)
+    assert sums[i][1] == due
+    if due:
+      compare(np.float32(sums[i][0]["loss"]), np.float32(sum(np.float32(x) for x in losses)))
+    else:
+      assert sums[i][0] is None
+    for got, want in zip(jax.tree.leaves(learner.states[i].params), jax.tree.leaves(want_state.params)):
       np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
-  assert [int(s.num_updates) for s in learner.states] == [3, 3, 3]
+  assert [int(s.num_updates) for s in learner.states] == list(dues)
+
+
+def test_seed_learner_groups_seeds_by_structure_under_vmap():
+  """One seed injected (a new branch), the others not: the seeds are grouped by tree structure and each still
+  acts and learns as its own single-seed learner would."""
+  config = _smoke_config()
+  agent = dqn.make_agent(config, num_actions=6)
+  states = [agent.init(jax.random.key(s)) for s in (0, 1, 2)]
+  keys = [jax.random.key(10 + s) for s in (0, 1, 2)]
+  learner = multi_seed.SeedLearner(agent, states, keys, "vmap")
+  assert learner.groups == [[0, 1, 2]]
+  inject = surgery.injection(agent, surgery.injection_plan(config, agent.network))
+  injected = inject(states[1], jax.random.key(5), None)
+  learner.set_state(1, injected)
+  assert sorted(learner.groups) == [[0, 2], [1]]
+  assert params_tree.count_frozen(learner.states[1].params) > 0 == params_tree.count_frozen(learner.states[0].params)
+  batches = [_stacked([testing.random_batch(7 + s, 8, agent.obs_shape, 6)], 1) for s in (0, 1, 2)]
+  obs = np.stack([b["obs"][0, :4] for b in batches])
+  actions = learner.act(obs, 0.5)
+  learner.update(batches)
+  for i, state in enumerate([states[0], injected, states[2]]):
+    want_actions, losses, want_state = _separate(agent, state, batches[i], keys[i], obs[i], 0.5)
+    np.testing.assert_array_equal(actions[i], want_actions)
+    np.testing.assert_allclose(learner.info_sums()[i][0]["loss"], losses[0], rtol=1e-5)
+    for got, want in zip(jax.tree.leaves(learner.states[i].params), jax.tree.leaves(want_state.params)):
+      np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
 
 
 def test_seeds_are_independent_agents():
   agent = dqn.make_agent(_smoke_config(), num_actions=6)
-  states, _ = _states_and_batches(agent, (0, 1))
+  states = [agent.init(jax.random.key(s)) for s in (0, 1)]
   learner = multi_seed.SeedLearner(agent, states, [jax.random.key(0)] * 2, "vmap")
   a, b = (jax.tree.leaves(s.params) for s in learner.states)
   assert not all(np.array_equal(x, y) for x, y in zip(a, b))
@@ -71,19 +115,36 @@ def test_seeds_are_independent_agents():
 
 def test_auto_batching_is_loop_on_cpu_and_mesh_divides_seeds():
   assert multi_seed.resolve_batching("auto") == ("loop" if jax.default_backend() == "cpu" else "vmap")
+  assert multi_seed.resolve_batching("vmap", num_seeds=1) == "loop"  # One seed: a plain run.
   for n in (1, 3, 4, 6):
     assert n % multi_seed.seed_mesh(n).devices.size == 0
 
 
-def test_config_refuses_per_seed_decisions_with_several_seeds():
-  config = _smoke_config(num_seeds=2)
-  config.injection.trigger.metric = "fau"
-  with pytest.raises(config_lib.ConfigError, match="injection.trigger.metric.*num_seeds=2"):
-    config_lib.validate(config)
+def test_config_takes_per_seed_decisions_with_several_seeds():
+  triggered = _smoke_config(num_seeds=2)  # Per seed: each seed's trigger, replay ratio and review are its own.
+  triggered.injection.trigger.metric = "fau"
+  triggered.learner.adaptive_replay_ratio.update(enabled=True, high=triggered.learner.replay_ratio)
+  config_lib.validate(triggered)
+  expanded = testing.configs_module("expansion").get_config("smoke")
+  expanded.num_seeds = 2
+  config_lib.validate(expanded)
   with pytest.raises(config_lib.ConfigError, match="config.num_seeds"):
     config_lib.validate(_smoke_config(num_seeds=0))
   with pytest.raises(config_lib.ConfigError, match="config.seed_batching"):
     config_lib.validate(_smoke_config(seed_batching="pmap"))
+
+
+def test_reincarnation_source_per_seed(tmp_path):
+  """`{seed}` in reincarnate.path is each seed's number; a missing seed's source is refused, naming it."""
+  config = _smoke_config(num_seeds=2)
+  config.reincarnate.path = str(tmp_path / "seed_{seed}")
+  (tmp_path / "seed_0").mkdir()
+  with pytest.raises(config_lib.ConfigError, match=r"config.reincarnate.path.*seed_1.*\{seed\} is each seed"):
+    config_lib.validate(config)
+  (tmp_path / "seed_1").mkdir()
+  config_lib.validate(config)
+  assert [checkpoint.source_path(workdir_lib.seed_config(config, s)) for s in (0, 1)] == [
+      str(tmp_path / "seed_0"), str(tmp_path / "seed_1")]
 
 
 def test_parent_workdir_may_not_be_a_run(tmp_path):
@@ -139,6 +200,32 @@ def test_two_seeds_in_one_process_equal_two_single_runs(fake_run_env, single_see
   assert listing.returncode == 0, listing.stderr
   assert [line for line in listing.stdout.splitlines() if line.endswith(":")] == [
       f"{tmp_path / 'seeds' / f'seed_{s}' / 'checkpoints'}:" for s in (0, 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["triggered", "expansion"])
+def test_per_seed_decisions_of_two_seeds_equal_the_single_run(case, tmp_path):
+  """A metric trigger with the adaptive replay ratio, or expansion (its review), with two seeds in one process:
+  seed 0 writes every row the golden single run writes (tests/golden/<case>.json; exact on its CPU), seed 1
+  learns on its own."""
+  import test_golden as golden  # pylint: disable=g-import-not-at-top  (tests/ is on the path under pytest)
+  config = golden.CASES[case]()
+  config.num_seeds = 2
+  record = json.loads(json.dumps(golden._run(config, str(tmp_path / case))))  # pylint: disable=protected-access
+  multi_only = {"num_seeds", "seed_batching"}
+  got = {"seed_0": {"metrics": [{k: v for k, v in r.items() if k not in multi_only}
+                                for r in record["seed_0"]["metrics"]], "eval": record["seed_0"]["eval"]}}
+  want = json.loads((golden.GOLDEN / f"{case}.json").read_text())
+  if want["cpu"] == golden._cpu():  # pylint: disable=protected-access
+    for want_row, got_row in zip(want["runs"]["seed_0"]["metrics"], got["seed_0"]["metrics"], strict=True):
+      assert got_row == want_row, f"first differing row at {want_row['frames']} frames ({want_row['kind']})"
+    assert got["seed_0"]["eval"] == want["runs"]["seed_0"]["eval"]
+  else:
+    assert golden._shape(got) == golden._shape(want["runs"])  # pylint: disable=protected-access
+  names = [[r["name"] for r in record[s]["metrics"] if r["kind"] == "event"] for s in ("seed_0", "seed_1")]
+  assert names[0] and names[1]  # Each seed's own decisions.
+  losses = [[r.get("loss") for r in record[s]["metrics"] if r["kind"] == "train"] for s in ("seed_0", "seed_1")]
+  assert losses[0] != losses[1]
 
 
 @pytest.mark.slow
