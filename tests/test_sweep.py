@@ -172,10 +172,8 @@ def test_check_compares_grouped_seeds_with_their_single_seed_config(tmp_path):
   assert sorted(conflicts) == [runs[0].name, runs[2].name] and "total_frames: 3000 -> 3500" in conflicts[runs[0].name]
   open(os.path.join(tmp_path, "Pong", "baseline", "config.json"), "w").write("{}")  # The parent holds a run.
   assert "would refuse it" in sweep.check(runs, processes)[runs[1].name]
-  with pytest.raises(sweep.SweepError, match=r"process Pong/adaptive_rr/seeds_0-1 .*--seeds_per_process=1.*"
-                     r"adaptive_replay_ratio.enabled: is per-seed"):
-    adaptive = _runs(tmp_path / "a", variants=("adaptive_rr",), seeds=(0, 1))
-    sweep.check(adaptive, sweep.group(adaptive, 2))
+  adaptive = _runs(tmp_path / "a", variants=("adaptive_rr",), seeds=(0, 1))  # Per-seed decisions group too.
+  assert sweep.check(adaptive, sweep.group(adaptive, 2)) == {}
 
 
 # ----------------------------------------------------------------------------- manifest, status, dry run
