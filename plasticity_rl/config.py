@@ -16,6 +16,7 @@ from plasticity_rl.envs import atari
 from plasticity_rl import augment
 from plasticity_rl import checkpoint
 from plasticity_rl import expansion
+from plasticity_rl import interventions
 from plasticity_rl import metrics
 from plasticity_rl import networks
 from plasticity_rl import recorder
@@ -134,6 +135,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.log.wandb_project = "plasticity_rl"  # The W&B project.
   c.log.wandb_mode = "offline"  # "offline" (sync later with `wandb sync WORKDIR/wandb/offline-run-*`), "online".
   c.log.learning_curve = True  # learning_curve.png in the workdir at the end.
+  for section, defaults in interventions.config_sections().items():  # Sections the interventions own (off).
+    if section not in c:
+      c[section] = defaults
   return c
 
 
@@ -287,6 +291,7 @@ def _inactive(c: ml_collections.ConfigDict) -> list[tuple[tuple[str, ...], str]]
       (not c.eval.record_video, ("eval.video_frames", "eval.video_episodes"), "eval.record_video is False"),
       (not c.log.wandb, ("log.wandb_project", "log.wandb_mode"), "log.wandb is False"),
   ]
+  out.extend(interventions.inactive(c))  # The sections the interventions own.
   for name in ("reset", "redo", "shrink_perturb"):
     section = c[name]
     out.append((not schedule(section), tuple(f"{name}.{k}" for k in section if k not in ("frames", "period_frames")),
@@ -373,7 +378,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("injection", str(e))
   if c.learner.augment not in augment.AUGMENTATIONS:
     _fail("learner.augment", f"unknown augmentation {c.learner.augment!r}; allowed: {list(augment.AUGMENTATIONS)}")
-  for check in (remedies.validate, regularizers.validate, expansion.validate):  # Their messages start with the field's name.
+  for check in (remedies.validate, regularizers.validate, expansion.validate, interventions.validate):  # Their messages start with the field's name.
     try:
       check(c)
     except ValueError as e:

@@ -100,8 +100,13 @@ def _read(function: Callable, prefix: str, var: str | None, out: dict[str, str])
 def meanings() -> dict[str, str]:
   """{dotted path: one-line meaning} of every field (and section) `config.base_config()` sets."""
   from plasticity_rl import config as config_lib  # pylint: disable=g-import-not-at-top
+  from plasticity_rl import interventions  # pylint: disable=g-import-not-at-top
   out: dict[str, str] = {}
   _read(config_lib.base_config, "", None, out)
+  for cls in interventions.HOOKS.values():  # Sections base_config adds from the interventions' modules.
+    if cls.section and cls.section not in out and cls.config_section() is not None:
+      out[cls.section] = (inspect.getdoc(cls) or "").split("\n")[0]
+      _read(cls.config_section.__func__, cls.section + ".", None, out)
   return out
 
 

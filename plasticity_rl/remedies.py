@@ -37,14 +37,7 @@ Params = networks.Params
 # -- schedule and config --------------------------------------------------------------------------------------
 
 
-def schedule_frames(frames: Sequence[int], period_frames: int, total_frames: int,
-                    start_frames: int = 0) -> tuple[int, ...]:
-  """Sorted, unique: `frames` ∪ {k·period_frames : k ≥ 1, start_frames ≤ k·period_frames ≤ total_frames}."""
-  points = {int(f) for f in frames}
-  if period_frames > 0:
-    first = max(1, -(-start_frames // period_frames))
-    points |= set(range(first * period_frames, total_frames + 1, period_frames))
-  return tuple(sorted(points))
+schedule_frames = interventions.schedule_frames  # Explicit frames ∪ the periodic points (the package's helper).
 
 
 def _schedule_fields(c: ml_collections.ConfigDict) -> None:

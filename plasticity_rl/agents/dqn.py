@@ -2,7 +2,10 @@
 
 The learner knows nothing of envs, replay or the loop: it takes batches
 ({obs, action, reward, discount, next_obs}, with `discount` = γ^k or 0 already
-folded in by the replay) and returns a new state.
+folded in by the replay) and returns a new state. It knows no intervention by
+name either: `DQNAgent.hooks` is the config's interventions (interventions.base.Hooks),
+whose learner hooks the update calls (batch transforms, loss terms, a per-update step)
+and `init` / `acting_params` fold in. No hooks: the plain Double DQN update.
 """
 
 import dataclasses
@@ -15,11 +18,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from plasticity_rl import augment as augment_lib
+from plasticity_rl import interventions
 from plasticity_rl import networks
 from plasticity_rl import params_tree
-from plasticity_rl import regularizers
 from plasticity_rl import unit_masks
+from plasticity_rl.interventions import augment as augment_lib
+from plasticity_rl.interventions import regularizer as regularizer_lib
 
 OPTIMIZERS = ("rmsprop_dqn_zoo", "adam_dopamine")
 # TD losses, each the batch mean of a per-transition term:
@@ -43,6 +47,10 @@ class TrainState(flax.struct.PyTreeNode):
   # Expansion (expansion.py): {hidden layer: float32 [units]}, 1 = active; None (default) = every unit, and the
   # update is exactly as without the field.
   masks: Any = None
+  # Interventions' own arrays (interventions.base.Hooks.init_state): {intervention name: pytree}, e.g.
+  # Hare & Tortoise's tortoise; None (default) when none has any: the update is exactly as without the field,
+  # and a checkpoint without it restores as before.
+  intervention_state: Any = None
 
 
 def double_q_td_error(q_tm1: jax.Array, a_tm1: jax.Array, r_t: jax.Array, discount_t: jax.Array,
@@ -90,6 +98,28 @@ def make_optimizer(learner_config) -> optax.GradientTransformation:
   raise ValueError(f"unknown optimizer {name!r}; allowed: {OPTIMIZERS}")
 
 
+_KEEP = object()  # DQNAgent's `regularizer` / `augment` keywords not given: `hooks` as passed.
+
+
+def _hook_of(hooks, kind):
+  return next((h for h in hooks if isinstance(h, kind)), None)
+
+
+def _with_hook(hooks, kind, hook):
+  """`hooks` with the hook of class `kind` replaced by `hook` (in place; appended if absent; removed if None)."""
+  out, placed = [], False
+  for h in hooks:
+    if isinstance(h, kind):
+      if hook is not None and not placed:
+        out.append(hook)
+      placed = True
+    else:
+      out.append(h)
+  if hook is not None and not placed:
+    out.append(hook)
+  return tuple(out)
+
+
 @dataclasses.dataclass(frozen=True)
 class DQNAgent:
   """Pure functions of the learner; `update` and `act` are jitted once per tree structure."""
@@ -103,13 +133,25 @@ class DQNAgent:
   huber_delta: float = 1.0  # With loss_kind "huber".
   grad_error_bound: float = 1 / 32  # With loss_kind "dqn_zoo".
   double_q: bool = True  # False: Q-learning's max over the target net (Dopamine's JAX DQN).
-  regularizer: regularizers.Regularizer | None = None  # A weight penalty added to the loss (L2, L2-init).
-  augment: str = "none"  # Learner-batch augmentation (augment.AUGMENTATIONS), e.g. DrQ's "random_shift".
+  # The interventions' learner hooks (interventions.learner_hooks(config)), called in this order.
+  hooks: tuple[interventions.Hooks, ...] = ()
+  # Keywords kept from before the hooks (tests and scripts build agents with them); each sets or removes
+  # (None / "none") the hook of its kind in `hooks`. Read back through the properties of the same names.
+  regularizer: dataclasses.InitVar[Any] = _KEEP  # An interventions.regularizer.Regularizer, or None.
+  augment: dataclasses.InitVar[Any] = _KEEP  # An augmentation kind (augment.AUGMENTATIONS), "none" for none.
+
+  def __post_init__(self, regularizer, augment):
+    hooks = self.hooks
+    if regularizer is not _KEEP:
+      hooks = _with_hook(hooks, regularizer_lib.Regularizer, regularizer)
+    if augment is not _KEEP:
+      hooks = _with_hook(hooks, augment_lib.Augment, None if augment == "none" else augment_lib.Augment(augment))
+    object.__setattr__(self, "hooks", tuple(hooks))
 
   def init(self, rng: jax.Array) -> TrainState:
     init_rng, rng = jax.random.split(rng)
     params = self.network.init(init_rng, self.obs_shape)
-    return TrainState(
+    state = TrainState(
         params=params,
         target_params=jax.tree.map(jnp.copy, params),
         opt_state=params_tree.init_opt_state(self.optimizer, params),
@@ -117,6 +159,16 @@ class DQNAgent:
         rng=rng,
         init_params=jax.tree.map(jnp.copy, params),
     )
+    for hook in self.hooks:  # Interventions' own arrays (e.g. Hare & Tortoise's tortoise).
+      state = hook.init_state(state)
+    return state
+
+  def acting_params(self, state: TrainState) -> networks.Params:
+    """The params that act and are evaluated: `state.params` unless an intervention says otherwise."""
+    params = state.params
+    for hook in self.hooks:
+      params = hook.acting_params(state, params)
+    return params
 
   def loss(self, trainable: networks.Params, state: TrainState, batch: dict[str, jax.Array]):
     params = params_tree.with_trainable(state.params, trainable)
@@ -132,19 +184,19 @@ class DQNAgent:
       td = jax.vmap(q_learning_td_error)(q_tm1, batch["action"], batch["reward"], batch["discount"], q_t_value)
     loss = td_loss(td, self.loss_kind, huber_delta=self.huber_delta, grad_error_bound=self.grad_error_bound)
     info = {"loss": loss, "q_mean": jnp.mean(q_tm1), "q_max": jnp.max(q_tm1), "td_abs_mean": jnp.mean(jnp.abs(td))}
-    if self.regularizer is not None:  # info["loss"] stays the TD loss; the gradient is of the sum.
-      coef = self.regularizer.coefficient(self.regularizer.frames(state.num_updates))
-      penalty = self.regularizer.penalty(trainable, state.params, state.init_params)
-      info.update(reg_penalty=penalty, reg_coef=coef)
-      return loss + coef * penalty, info
-    return loss, info
+    total = loss
+    for hook in self.hooks:  # Loss terms (L2, L2-init): info["loss"] stays the TD loss; the gradient is of the sum.
+      term, extra = hook.loss_term(trainable, state, batch)
+      if term is not None:
+        total = total + term
+        info.update(extra)
+    return total, info
 
   def _update(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One gradient step on the trainable params, then the periodic hard target copy."""
-    if self.augment != "none":  # Fresh draws every update, from the state's own key.
-      rng, augment_rng = jax.random.split(state.rng)
-      batch = augment_lib.augment_batch(self.augment, augment_rng, batch)
-      state = state.replace(rng=rng)
+    """Batch transforms, one gradient step on the trainable params, the periodic hard target copy, then the
+    interventions' per-update steps."""
+    for hook in self.hooks:  # Batch transforms (DrQ): fresh draws every update, from the state's own key.
+      state, batch = hook.transform_batch(state, batch)
     trainable, keep = params_tree.trainable(state.params), None
     if state.masks is not None:  # Expansion: the loss sees only active units; masked entries get no update.
       keep = unit_masks.weight_masks(self.network, trainable, state.masks)
@@ -159,8 +211,10 @@ class DQNAgent:
     target_params = optax.periodic_update(params, state.target_params, num_updates,
                                           self.target_update_period_updates)
     info["grad_norm"] = optax.tree.norm(grads)
-    return state.replace(params=params, target_params=target_params, opt_state=opt_state,
-                         num_updates=num_updates), info
+    state = state.replace(params=params, target_params=target_params, opt_state=opt_state, num_updates=num_updates)
+    for hook in self.hooks:  # Per-update steps (Hare & Tortoise's EMA), after the step and the target copy.
+      state, info = hook.after_update(state, info)
+    return state, info
 
   # One update, jitted; `state` is not donated, so a caller may keep it (tests, probes, before/after comparisons).
   update = jax.jit(_update, static_argnums=0)
@@ -190,6 +244,12 @@ class DQNAgent:
     return jnp.where(explore, random, greedy).astype(jnp.int32), rng
 
 
+DQNAgent.regularizer = property(lambda self: _hook_of(self.hooks, regularizer_lib.Regularizer),
+                                doc="The regularizer hook (interventions/regularizer.py), or None.")
+DQNAgent.augment = property(lambda self: getattr(_hook_of(self.hooks, augment_lib.Augment), "kind", "none"),
+                            doc='The augmentation kind of the augment hook (interventions/augment.py), or "none".')
+
+
 def owned(tree):
   """A copy of every array of `tree`: a tree to donate to `DQNAgent.update_at`.
 
@@ -211,8 +271,7 @@ def make_agent(config, num_actions: int, obs_shape: tuple[int, ...] = (84, 84, 4
       huber_delta=config.learner.get("huber_delta") or 1.0,
       grad_error_bound=config.learner.get("grad_error_bound") or 1 / 32,
       double_q=config.learner.get("double_q", True),
-      regularizer=regularizers.from_config(config),
-      augment=config.learner.get("augment", "none"),
+      hooks=interventions.learner_hooks(config),
   )
 
 
