@@ -21,6 +21,7 @@ The interventions injection is compared with (docs/interventions.md):
   l2_incremental, l2_periodic   L2 with λ ramped over 50M frames / on 10M, off 10M.
   layer_norm, leaky_relu, crelu   architecture options (CReLU at half width).
   drq               DrQ random shift (pad 4) of learner batches.
+  hare_tortoise     Hare & Tortoise: an EMA tortoise (0.999), the hare reset to it every 1M frames.
   adaptive_rr       replay ratio 0.0625 until the critic's FAU settles, then 0.25.
   expansion         Neuroplastic-Expansion-style growth and pruning (configs/expansion.py).
 
@@ -80,6 +81,7 @@ VARIANTS: dict[str, Overrides] = {
     "leaky_relu": {"network.activation": "leaky_relu"},
     "crelu": {"network.activation": "crelu", "network.crelu_halve_width": True},
     "drq": {"learner.augment": "random_shift"},
+    "hare_tortoise": {"hare_tortoise.enabled": True},  # interventions/hare_tortoise.py (its defaults).
     "adaptive_rr": {"learner.adaptive_replay_ratio.enabled": True},
     # configs/expansion.py at paper scale (its values follow the Neuroplastic Expansion code, expansion.py).
     "expansion": {"expansion.enabled": True, "expansion.initial_fraction": 0.25, "expansion.grow_fraction": 0.1,
