@@ -24,6 +24,7 @@ from plasticity_rl.agents import dqn
 REPO = pathlib.Path(__file__).resolve().parents[1]
 _RUN = ["--config.log.learning_curve=False", "--config.log.tensorboard=False"]
 _INJECTED = "--config.injection.frames=(2000,)"
+_SMALL = (36, 36, 4)  # The smallest frames the Nature torso takes: the learner tests' compiles stay short.
 
 
 def _smoke_config(**overrides):
@@ -51,7 +52,7 @@ def _stacked(batches, k):
 def test_seed_learner_equals_separate_learners(batching):
   """Same seeds -> the same actions and updates as one learner per seed (loop: exactly), also when the seeds do
   different numbers of updates (an inactive slot under vmap changes nothing)."""
-  agent = dqn.make_agent(_smoke_config(), num_actions=6)
+  agent = dqn.make_agent(_smoke_config(), num_actions=6, obs_shape=_SMALL)
   seeds = (0, 1, 2)
   states = [agent.init(jax.random.key(s)) for s in seeds]
   keys = [jax.random.key(10 + s) for s in seeds]
@@ -83,7 +84,7 @@ def test_seed_learner_groups_seeds_by_structure_under_vmap():
   """One seed injected (a new branch), the others not: the seeds are grouped by tree structure and each still
   acts and learns as its own single-seed learner would."""
   config = _smoke_config()
-  agent = dqn.make_agent(config, num_actions=6)
+  agent = dqn.make_agent(config, num_actions=6, obs_shape=_SMALL)
   states = [agent.init(jax.random.key(s)) for s in (0, 1, 2)]
   keys = [jax.random.key(10 + s) for s in (0, 1, 2)]
   learner = multi_seed.SeedLearner(agent, states, keys, "vmap")
@@ -106,7 +107,7 @@ def test_seed_learner_groups_seeds_by_structure_under_vmap():
 
 
 def test_seeds_are_independent_agents():
-  agent = dqn.make_agent(_smoke_config(), num_actions=6)
+  agent = dqn.make_agent(_smoke_config(), num_actions=6, obs_shape=_SMALL)
   states = [agent.init(jax.random.key(s)) for s in (0, 1)]
   learner = multi_seed.SeedLearner(agent, states, [jax.random.key(0)] * 2, "vmap")
   a, b = (jax.tree.leaves(s.params) for s in learner.states)
