@@ -348,3 +348,7 @@ class ReplayBuffer:
     self._num_added = num_added
     rng_state = np.asarray(state["rng_state"], np.uint8).tobytes().decode()
     self._rng.bit_generator.state = json.loads(rng_state)
+
+  def reseed(self, seed: int) -> None:
+    """Sampling from here on draws from `seed`'s stream, as a buffer made with `seed` does (the contents stay)."""
+    self._rng = np.random.default_rng(seed)

@@ -320,11 +320,19 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
   frames, wall_before, info_sums = 0, 0.0, [(None, 0)] * n
   if sources is not None:
     for i, (run, source) in enumerate(zip(runs, sources)):
-      states[i] = source.train_state(states[i], agent.optimizer, load)
+      fresh = states[i]
+      states[i] = source.train_state(fresh, agent.optimizer, load)
       if source.replay is not None and load in ("params+optimizer+replay", "all"):
         run.replay.load_state_dict(source.replay)
       if load == "all":
         keys = source.keys()
+        source_seed = (source.meta.get("config") or {}).get("seed", run.seed)
+        if resumed is None and source_seed != run.seed:  # A branch with a seed of its own: its own randomness.
+          logging.info("reincarnated seed %d from seed %d's agent: keys and replay sampling drawn from seed %d",
+                       run.seed, source_seed, run.seed)
+          keys = {**keys, "act": act_keys[i], "eval": run.loop.eval_rng, "surgery": run.loop.surgery_rng}
+          states[i] = states[i].replace(rng=fresh.rng)
+          run.replay.reseed(run.seed)
         act_keys[i] = keys["act"]
         run.loop.restore(source.loop, keys, resumed=resumed is not None)
     if load == "all":

@@ -231,3 +231,33 @@ def test_expansion_in_the_loop_grows_the_active_network(tmp_path, fake_envpool):
   assert len(events) >= 3 and active[-1] > active[0] and all(r["params_active"] < r["params_total"] for r in events)
   assert all("dormant_active" in r for r in events[1:])
   assert all("params_active" in r for r in rows if r["kind"] == "train")
+
+
+@pytest.mark.slow
+def test_a_branch_with_another_seed_draws_its_own_randomness(tmp_path, fake_envpool):
+  """reincarnate.load="all" continues the saved agent with its keys and replay stream; with another seed than
+  the source's (a diagnosis branch, a sweep's seeds), the branch draws its own keys and replay samples."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from plasticity_rl import checkpoint  # pylint: disable=g-import-not-at-top
+  source = _smoke_config()
+  source.total_frames, source.eval.period_frames = 1_600, 1_600
+  config_lib.validate(source)
+  workdir_lib.prepare_workdir(str(tmp_path / "source"), source)
+  train.train(source, str(tmp_path / "source"))
+  branches = {}
+  for seed in (0, 1):
+    config = _smoke_config()
+    config.seed, config.total_frames, config.eval.period_frames = seed, 2_000, 2_000
+    config.reincarnate.update(path=str(tmp_path / "source"), load="all")
+    config_lib.validate(config)
+    workdir = str(tmp_path / f"seed_{seed}")
+    workdir_lib.prepare_workdir(workdir, config)
+    train.train(config, workdir)
+    branches[seed] = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True).restore()
+  saved = checkpoint.Checkpointer(str(tmp_path / "source" / "checkpoints"), read_only=True).restore()
+  surgery_key = lambda restored: jax.random.key_data(restored.keys()["surgery"]).tolist()  # Split by surgeries only.
+  assert surgery_key(branches[0]) == surgery_key(saved)  # Same seed: the saved agent's own keys.
+  assert surgery_key(branches[1]) == jax.random.key_data(jax.random.split(jax.random.key(1), 4)[3]).tolist()
+  act_key = lambda restored: jax.random.key_data(restored.keys()["act"]).tolist()  # Split once per step.
+  assert act_key(branches[1]) != act_key(branches[0])
+  assert branches[1].replay["rng_state"].tolist() != branches[0].replay["rng_state"].tolist()
