@@ -1,5 +1,7 @@
 """Tests for plasticity_rl.networks (the named-layer Q-network) and the optimizer presets."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -11,7 +13,10 @@ from plasticity_rl import networks
 from plasticity_rl import params_tree
 from plasticity_rl.agents import dqn
 
-OBS = (84, 84, 4)
+OBS = (84, 84, 4)  # Atari's: the shapes and parameter counts (eval_shape, no compute).
+# Where the numbers computed do not depend on the input's size: conv_2 outputs 2×2 maps (the conv → dense
+# flatten still mixes positions), and eager ops on it cost a fraction of 84×84's.
+SMALL_OBS = (44, 44, 4)
 
 
 def _network_config(**overrides) -> ml_collections.ConfigDict:
@@ -19,10 +24,11 @@ def _network_config(**overrides) -> ml_collections.ConfigDict:
                                     **overrides})
 
 
+@functools.cache  # Immutable arrays: tests that build the same network share one init.
 def _init(num_actions: int = 6, **overrides):
-  """The network and its params (real arrays: slow on CPU the first time per shape, use for apply)."""
+  """The network and its params for SMALL_OBS (real arrays: slow on CPU the first time per shape, use for apply)."""
   network = networks.make_network(_network_config(**overrides), num_actions)
-  return network, network.init(jax.random.key(0), OBS)
+  return network, network.init(jax.random.key(0), SMALL_OBS)
 
 
 def _init_shapes(num_actions: int = 6, **overrides):
@@ -90,7 +96,7 @@ def test_crelu_doubles_the_next_layers_inputs():
                                        {"activation": "crelu"}])
 def test_apply_gives_batch_by_actions(overrides):
   network, params = _init(num_actions=5, width=0.25, hidden=32, **overrides)
-  obs = np.random.default_rng(0).integers(0, 256, (3, *OBS), dtype=np.uint8)
+  obs = np.random.default_rng(0).integers(0, 256, (3, *SMALL_OBS), dtype=np.uint8)
   q = network.apply(params, obs)
   assert q.shape == (3, 5) and q.dtype == jnp.float32
   assert np.isfinite(np.asarray(q)).all()
@@ -104,8 +110,8 @@ def test_apply_gives_batch_by_actions(overrides):
 
 def test_apply_scales_uint8_inputs():
   network, params = _init(num_actions=5, width=0.25, hidden=32)
-  zeros = network.apply(params, np.zeros((1, *OBS), np.uint8))
-  ones = network.apply(params, np.ones((1, *OBS), np.uint8))
+  zeros = network.apply(params, np.zeros((1, *SMALL_OBS), np.uint8))
+  ones = network.apply(params, np.ones((1, *SMALL_OBS), np.uint8))
   # 1/255 in every pixel is a small input: it moves Q only a little away from Q(0).
   assert 0 < float(jnp.max(jnp.abs(ones - zeros))) < 0.1
 
@@ -114,7 +120,7 @@ def test_unknown_activation_is_rejected():
   network, _ = _init_shapes(width=0.25, hidden=32)
   bad = networks.QNetwork(network.specs, activation="tanh")
   with pytest.raises(ValueError, match="tanh"):
-    bad.init(jax.random.key(0), OBS)
+    bad.init(jax.random.key(0), SMALL_OBS)
 
 
 # -- optimizer presets ----------------------------------------------------------------------------------------
@@ -173,7 +179,7 @@ def test_unknown_optimizer_is_rejected():
 
 def test_dueling_head_is_value_plus_centred_advantage():
   network, params = _init(num_actions=4, width=0.25, hidden=32, dueling=True)
-  obs = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, *OBS), np.uint8))
+  obs = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, *SMALL_OBS), np.uint8))
   _, features = network.apply_with_features(params, obs)
   kernel, bias = (params_tree.main_layers(params)["dense_1"]["linear"][k] for k in ("kernel", "bias"))
   assert kernel.shape == (32 // 4, 5)  # 4 advantages + 1 value, one kernel.
@@ -187,13 +193,16 @@ def test_dueling_columns_are_initialized_as_separate_xavier_layers():
   # Dopamine: adv = Dense(A, xavier_uniform)(x), value = Dense(1, xavier_uniform)(x): limits √(6/(n+A)) and
   # √(6/(n+1)). A narrow hidden layer (n = 8) with A = 18 tells them apart: 0.48 vs 0.82.
   network = networks.make_network(_network_config(dueling=True, initializer="xavier_uniform", hidden=8), 18)
-  kernels = [np.asarray(params_tree.main_layers(network.init(jax.random.key(k), (36, 36, 4)))["dense_1"]["linear"]
-                        ["kernel"]) for k in range(10)]
+  params = network.init(jax.random.key(0), (36, 36, 4))
+  # More draws of the output layer alone: the same initializer as in network.init (a whole init costs ~1 s).
+  features = jnp.zeros((1, 8))
+  kernels = [np.asarray(params_tree.main_layers(params)["dense_1"]["linear"]["kernel"])] + [
+      np.asarray(network.init_layer(jax.random.key(k), "dense_1", features)[0]["linear"]["kernel"]) for k in range(1, 10)]
+  assert all(k.shape == (8, 19) for k in kernels)
   advantage, value = np.concatenate([k[:, :18] for k in kernels]), np.concatenate([k[:, 18] for k in kernels])
   adv_bound, value_bound = np.sqrt(6 / (8 + 18)), np.sqrt(6 / (8 + 1))
   assert adv_bound * 0.95 < np.abs(advantage).max() <= adv_bound * (1 + 1e-6)
   assert value_bound * 0.9 < np.abs(value).max() <= value_bound * (1 + 1e-6)
-  params = network.init(jax.random.key(0), (36, 36, 4))
   assert not np.asarray(params_tree.main_layers(params)["dense_1"]["linear"]["bias"]).any()
 
 
@@ -209,7 +218,7 @@ def test_dqn_zoo_initializer_draws_weights_and_biases_within_one_over_sqrt_fan_i
   _, params = _init(num_actions=6, initializer="dqn_zoo")
   layers = params_tree.main_layers(params)
   for name, fan_in in (("conv_0", 8 * 8 * 4), ("conv_1", 4 * 4 * 32), ("conv_2", 3 * 3 * 64),
-                       ("dense_0", 3136), ("dense_1", 512)):
+                       ("dense_0", 2 * 2 * 64), ("dense_1", 512)):  # 2×2 maps of SMALL_OBS (7×7: 3,136 on Atari).
     bound = 1 / np.sqrt(fan_in)
     for leaf in ("kernel", "bias"):
       values = np.asarray(layers[name]["linear"][leaf])
@@ -226,7 +235,7 @@ def test_shared_output_bias_is_one_parameter_added_to_every_q_value():
   network, params = _init(num_actions=5, width=0.25, hidden=16, initializer="dqn_zoo", shared_output_bias=True)
   bias = params_tree.main_layers(params)["dense_1"]["linear"]["bias"]
   assert bias.shape == (1,) and float(jnp.abs(bias[0])) <= 1 / 4 + 1e-6  # ±1/√fan_in, fan_in = 16.
-  obs = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, *OBS), np.uint8))
+  obs = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, *SMALL_OBS), np.uint8))
   dense_1 = params_tree.main_layers(params)["dense_1"]
   shifted = params_tree.replace_trainable(params, {"dense_1": {"linear": {**dense_1["linear"], "bias": bias + 1.0}}})
   np.testing.assert_allclose(network.apply(shifted, obs) - network.apply(params, obs), 1.0, rtol=1e-5)
