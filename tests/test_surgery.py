@@ -17,11 +17,18 @@ from plasticity_rl import testing
 from plasticity_rl.agents import dqn
 from plasticity_rl.envs import atari
 
-OBS_SHAPE = (84, 84, 4)
+# conv_2 outputs 2×2 maps: a branch from conv_2 still flattens positions into dense_0. At Atari's 84×84, on real
+# frames, an injection's exactness is pinned by tests/test_golden.py (`surgery`, `triggered`: the injection
+# events' max_abs_dq and max_abs_dq_target of 0.0 on the replay's probe batch).
+OBS_SHAPE = (44, 44, 4)
 NUM_ACTIONS = 6
 TARGETS = ("head", "last_k:1", "last_k:3", "dense_1", "conv_2,dense_0,dense_1")
+# The distinct layer suffixes of TARGETS ("dense_1" is last_k:1's, "conv_2,dense_0,dense_1" last_k:3's: see
+# test_resolve_target_errors_name_the_layers): an injection sees only the layers.
+DISTINCT_TARGETS = ("head", "last_k:1", "last_k:3")
 
 
+@functools.cache  # One agent per kind: its jitted update compiles once per params structure, for every test.
 def make_agent(optimizer="adam_dopamine", layer_norm=False) -> dqn.DQNAgent:
   network = networks.QNetwork(networks.nature_cnn_specs(NUM_ACTIONS, width=0.25, hidden=32), layer_norm=layer_norm)
   opt = dqn.make_optimizer(ml_collections.ConfigDict({"optimizer": optimizer, "learning_rate": 1e-3}))
@@ -34,7 +41,16 @@ def random_batch(seed: int, size: int = 8) -> dict[str, np.ndarray]:
 
 @functools.cache
 def real_observations() -> np.ndarray:
-  """16 stacked observations of Pong under a random policy."""
+  """16 stacked observations of Pong under a random policy, every second pixel (42×42), edges repeated to
+  44×44: real frames' statistics (a dark field, sparse objects) at OBS_SHAPE."""
+  small = np.pad(atari_observations()[:, ::2, ::2], ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+  assert small.shape[1:] == OBS_SHAPE
+  return small
+
+
+@functools.cache
+def atari_observations() -> np.ndarray:
+  """16 stacked 84×84 observations of Pong under a random policy."""
   envs = atari.make_envs("Pong", "dqn_zoo", num_envs=4, seed=3)
   stepper, stacker = atari.AtariStepper(envs, "dqn_zoo"), atari.FrameStacker(4)
   step, out = stepper.reset(), []
@@ -46,6 +62,7 @@ def real_observations() -> np.ndarray:
   return np.concatenate(out)
 
 
+@functools.cache  # Immutable: shared by the tests (agents are cached too, so equal arguments, equal state).
 def trained_state(agent: dqn.DQNAgent, updates: int = 3) -> dqn.TrainState:
   state = agent.init(jax.random.key(0))
   for i in range(updates):
@@ -56,10 +73,10 @@ def trained_state(agent: dqn.DQNAgent, updates: int = 3) -> dqn.TrainState:
 def inject(agent, state, seed=1, **kwargs):
   kwargs.setdefault("layers", surgery.resolve_target(agent.network, "head"))
   return surgery.inject(state, jax.random.key(seed), network=agent.network, optimizer=agent.optimizer,
-                        obs_shape=OBS_SHAPE, **kwargs)
+                        obs_shape=agent.obs_shape, **kwargs)
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", DISTINCT_TARGETS)
 def test_predictions_unchanged_by_one_two_three_injections(target):
   agent = make_agent()
   state = trained_state(agent)
@@ -136,7 +153,7 @@ def test_inject_is_pure_and_jittable():
   copy = jax.tree.map(jnp.copy, state)
   eager = inject(agent, state)
   jitted = jax.jit(functools.partial(surgery.inject, network=agent.network, optimizer=agent.optimizer,
-                                     obs_shape=OBS_SHAPE, layers=("dense_0", "dense_1")))(state, jax.random.key(1))
+                                     obs_shape=agent.obs_shape, layers=("dense_0", "dense_1")))(state, jax.random.key(1))
   plain = lambda s: s.replace(rng=jax.random.key_data(s.rng))
   chex.assert_trees_all_equal(plain(state), plain(copy))  # Input untouched.
   chex.assert_trees_all_close(plain(jitted), plain(eager))
@@ -193,6 +210,8 @@ def test_resolve_target_errors_name_the_layers():
   network = make_agent().network
   assert surgery.resolve_target(network, "head") == ("dense_0", "dense_1")
   assert surgery.resolve_target(network, "last_k:3") == ("conv_2", "dense_0", "dense_1")
+  assert surgery.resolve_target(network, "conv_2,dense_0,dense_1") == surgery.resolve_target(network, "last_k:3")
+  assert surgery.resolve_target(network, "dense_1") == surgery.resolve_target(network, "last_k:1") == ("dense_1",)
   with pytest.raises(ValueError, match="suffix"):
     surgery.resolve_target(network, "dense_0")
   with pytest.raises(ValueError, match="unknown layers"):
