@@ -124,6 +124,7 @@ def test_off_is_the_plain_agent():
     ({"act_with": "both"}, "hare_tortoise.act_with"),
     ({"period_frames": -1}, "hare_tortoise.period_frames"),
     ({"frames": (20_000,)}, "hare_tortoise.frames"),
+    ({"act_with": "tortoise"}, "hare_tortoise.act_with: 'tortoise' needs the loop"),  # Until the loop calls it.
 ])
 def test_config_errors_name_the_field(fields, message):
   with pytest.raises(ValueError, match=message):
@@ -138,6 +139,10 @@ def test_config_refuses_injection_expansion_and_fields_set_while_off():
   c = _config()
   c.expansion.enabled = True
   with pytest.raises(ValueError, match="hare_tortoise.enabled: not combined with expansion"):
+    ht.HareTortoise.validate(c)
+  c = _config()
+  c.reincarnate.path = "/somewhere"
+  with pytest.raises(ValueError, match="hare_tortoise.enabled: not combined with reincarnation"):
     ht.HareTortoise.validate(c)
   c = config_lib.base_config()
   c.hare_tortoise.ema = 0.99
