@@ -300,7 +300,7 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
     init_rng, act_rng, eval_rng, surgery_rng = jax.random.split(jax.random.key(run.seed), 4)
     states.append(agent.init(init_rng))
     act_keys.append(act_rng)
-    run.loop = loop_state.SeedLoop.start(config, eval_rng, surgery_rng)
+    run.loop = loop_state.SeedLoop.start(run.config, eval_rng, surgery_rng)  # Its own seed (the review's draws).
     run.replay = replay_lib.ReplayBuffer(config.replay.capacity, num_envs, n_step=config.replay.n_step,
                                          gamma=config.learner.gamma, seed=run.seed)
   schedule = interventions.make_schedule(config, agent)

@@ -230,6 +230,24 @@ def test_per_seed_decisions_of_two_seeds_equal_the_single_run(case, tmp_path):
 
 
 @pytest.mark.slow
+def test_seed_n_reviews_its_replay_as_the_single_run_with_seed_n(tmp_path):
+  """Expansion with a review that starts (and draws, probability 0.5): seed 1 of a two-seed run writes every row
+  the single run with seed 1 writes (the review's generator is the seed's own)."""
+  import test_golden as golden  # pylint: disable=g-import-not-at-top
+  def config(**fields):
+    c = golden.CASES["expansion"]()
+    c.expansion.update(review_window=2, review_tolerance=1.0)
+    for name, value in fields.items():
+      setattr(c, name, value)
+    return c
+  two = json.loads(json.dumps(golden._run(config(num_seeds=2), str(tmp_path / "two"))))  # pylint: disable=protected-access
+  alone = json.loads(json.dumps(golden._run(config(seed=1), str(tmp_path / "alone"))))  # pylint: disable=protected-access
+  rows = [{k: v for k, v in r.items() if k not in ("num_seeds", "seed_batching")} for r in two["seed_1"]["metrics"]]
+  assert any(r.get("name") == "expansion_review" for r in rows)
+  assert rows == alone["seed_0"]["metrics"] and two["seed_1"]["eval"] == alone["seed_0"]["eval"]
+
+
+@pytest.mark.slow
 def test_sharded_over_two_devices(fake_run_env, single_seed_1, tmp_path):
   """vmap over seeds, sharded over 2 (forced host) devices: the same learning as the single run, to rounding."""
   env = {**fake_run_env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
