@@ -86,10 +86,10 @@ def _update_group(agent: dqn.DQNAgent, mesh: jax.sharding.Mesh, states, batches,
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _act_group(agent: dqn.DQNAgent, mesh: jax.sharding.Mesh, params, obs, rngs, epsilon):
+def _act_group(agent: dqn.DQNAgent, mesh: jax.sharding.Mesh, states, obs, rngs, epsilon):
   spec, none = jax.sharding.PartitionSpec("seed"), jax.sharding.PartitionSpec()
-  act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
-  return jax.shard_map(act, mesh=mesh, in_specs=(spec, spec, spec, none), out_specs=spec)(params, obs, rngs, epsilon)
+  act = jax.vmap(lambda state, o, rng, eps: agent.act(agent.acting_params(state), o, rng, eps), in_axes=(0, 0, 0, None))
+  return jax.shard_map(act, mesh=mesh, in_specs=(spec, spec, spec, none), out_specs=spec)(states, obs, rngs, epsilon)
 
 
 def _select(on: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
@@ -200,17 +200,17 @@ class SeedLearner:
   # -- acting and updating -------------------------------------------------------------------------------------
 
   def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
-    """obs [N, envs, …] -> ε-greedy actions [N, envs] (each seed with its own params and key)."""
+    """obs [N, envs, …] -> ε-greedy actions [N, envs] (each seed with its own acting params and key)."""
     if self.batching == "loop":
       out = []
       for i, state in enumerate(self._states):
-        actions, self._keys[i] = self.agent.act(state.params, obs[i], self._keys[i], epsilon)
+        actions, self._keys[i] = self.agent.act(self.agent.acting_params(state), obs[i], self._keys[i], epsilon)
         out.append(actions)
       return np.stack([np.asarray(a) for a in out])
     actions = [None] * self.num_seeds
     for group in self._groups:
-      got, group.keys = _act_group(self.agent, group.mesh, group.states.params, group.put(obs[group.seeds]),
-                                   group.keys, epsilon)
+      got, group.keys = _act_group(self.agent, group.mesh, group.states, group.put(obs[group.seeds]), group.keys,
+                                   epsilon)
       for i, a in zip(group.seeds, np.asarray(got)):
         actions[i] = a
     return np.stack(actions)

@@ -2,8 +2,9 @@
 
 - `SeedLoop`: one seed's loop state besides its TrainState and act key (which
   the learner holds): its eval and surgery keys, counters, recent returns,
-  evaluations, and the state of its per-seed decisions (metric trigger,
-  adaptive replay ratio, expansion's experience review).
+  evaluations, and its interventions' loop states (a metric trigger's window,
+  the adaptive replay ratio's, expansion's review: per-seed decisions), with
+  the loop hooks the loop calls through it.
 - `Cadence`: when the shared periodic work is next due (log, eval, plasticity
   metrics, checkpoint), one frame counter for every seed.
 
@@ -17,14 +18,15 @@ from typing import Any
 
 import jax
 
-from plasticity_rl import expansion
-from plasticity_rl import triggers
+from plasticity_rl import interventions
 
 # A checkpoint's `loop` dict, as written since checkpoints exist (next_metrics, trigger, expansion_review and
-# replay_ratio_state came later; a checkpoint without them resumes with their initial values).
+# replay_ratio_state came later; a checkpoint without them resumes with their initial values). Three
+# interventions' loop states keep the keys they had before the interventions package (their `checkpoint_key`,
+# None when the intervention is off); any other intervention's is under "interventions", by name.
+LEGACY_KEYS = ("trigger", "expansion_review", "replay_ratio_state")
 LOOP_KEYS = ("frames", "updates", "episodes", "updates_due", "next_log", "next_eval", "recent_returns", "eval_means",
-             "info_count", "next_metrics", "trigger", "expansion_review", "replay_ratio_state", "info_sum",
-             "wall_seconds")
+             "info_count", "next_metrics", *LEGACY_KEYS, "info_sum", "wall_seconds", "interventions")
 RECENT_RETURNS = 20  # The training episodes the progress line and `episode_return_recent` average.
 
 
@@ -96,13 +98,16 @@ class Cadence:
 
 @dataclasses.dataclass
 class SeedLoop:
-  """One seed's loop state (module docstring); the learner holds its TrainState, act key and info sums."""
+  """One seed's loop state (module docstring); the learner holds its TrainState, act key and info sums.
+
+  `hooks`: the config's interventions (interventions.learner_hooks of the seed's config), whose loop hooks the
+  loop calls through this object; `hook_states`: each one's host-side state (`init_loop_state`), by name.
+  """
 
   eval_rng: jax.Array
   surgery_rng: jax.Array
-  trigger: triggers.TriggerState
-  replay_ratio_state: triggers.ReplayRatioState | None = None
-  review: expansion.Review | None = None
+  hooks: tuple = ()
+  hook_states: dict[str, Any] = dataclasses.field(default_factory=dict)
   updates: int = 0
   updates_due: float = 0.0
   episodes: int = 0
@@ -111,14 +116,47 @@ class SeedLoop:
 
   @classmethod
   def start(cls, config, eval_rng: jax.Array, surgery_rng: jax.Array) -> "SeedLoop":
-    """A new run's: the config's initial trigger, replay-ratio and review states."""
-    adaptive = config.learner.adaptive_replay_ratio
-    return cls(eval_rng=eval_rng, surgery_rng=surgery_rng, trigger=triggers.init_trigger(config.injection.trigger),
-               replay_ratio_state=triggers.init_replay_ratio(adaptive) if adaptive.enabled else None,
-               review=expansion.Review.from_config(config))
+    """A new run's: the config's interventions with their initial loop states."""
+    hooks = interventions.learner_hooks(config)
+    return cls(eval_rng=eval_rng, surgery_rng=surgery_rng, hooks=hooks,
+               hook_states={h.name: h.init_loop_state() for h in hooks})
 
-  def replay_ratio(self, config) -> float:
-    return config.learner.replay_ratio if self.replay_ratio_state is None else self.replay_ratio_state.replay_ratio
+  # -- the loop hooks, in the interventions' order ----------------------------------------------------------
+
+  def replay_ratio(self, config, frames: int) -> float:
+    """The replay ratio in force: the config's, as each intervention's `replay_ratio` hook passes it on."""
+    ratio = config.learner.replay_ratio
+    for hook in self.hooks:
+      ratio = hook.replay_ratio(self.hook_states[hook.name], frames, ratio)
+    return ratio
+
+  def sample(self, replay, count: int, batch_size: int) -> dict[str, Any]:
+    """The iteration's `count` learner batches [count, B, …]: the first sampler hook's, else uniform."""
+    for hook in self.hooks:
+      batches = hook.sample(self.hook_states[hook.name], replay, count, batch_size)
+      if batches is not None:
+        return batches
+    return replay.sample_many(count, batch_size)
+
+  def on_metrics(self, frames: int, row: dict[str, float], agent) -> list[tuple[str, Any, dict[str, Any]]]:
+    """Every intervention's reaction to a plasticity-metrics row: [(event name, surgery or None, fields)]."""
+    actions = []
+    for hook in self.hooks:
+      self.hook_states[hook.name], more = hook.on_metrics(self.hook_states[hook.name], frames, row, agent)
+      actions.extend(more)
+    return actions
+
+  def before_surgery(self, name: str, state, batch, agent) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every intervention's look at a surgery about to be applied: (fields for its event, event rows first)."""
+    fields, rows = {}, []
+    for hook in self.hooks:
+      self.hook_states[hook.name], more, new_rows = hook.on_surgery(self.hook_states[hook.name], name, state,
+                                                                    batch, agent)
+      fields.update(more)
+      rows.extend(new_rows)
+    return fields, rows
+
+  # -- counters, saved and restored ---------------------------------------------------------------------------
 
   def add_episode(self, episode_return: float) -> None:
     self.recent_returns = (self.recent_returns + [episode_return])[-RECENT_RETURNS:]
@@ -126,28 +164,32 @@ class SeedLoop:
 
   def restore(self, loop: dict[str, Any], keys: dict[str, jax.Array], *, resumed: bool) -> None:
     """Carries on from a checkpoint's loop dict and keys (load "all"); `resumed` (this run's own checkpoint,
-    not a reincarnation's source) also restores the per-seed decisions' states."""
+    not a reincarnation's source) also restores the interventions' loop states (a key the checkpoint lacks:
+    the initial state)."""
     self.eval_rng, self.surgery_rng = keys["eval"], keys["surgery"]
     self.updates, self.updates_due, self.episodes = loop["updates"], loop["updates_due"], loop["episodes"]
     self.recent_returns = list(loop["recent_returns"])
     self.eval_means = [(int(f), float(r)) for f, r in loop["eval_means"]]
     if resumed:
-      if loop.get("trigger"):
-        self.trigger = triggers.from_dict(loop["trigger"])
-      if self.review is not None and loop.get("expansion_review"):
-        self.review.load_state_dict(loop["expansion_review"])
-      if loop.get("replay_ratio_state"):
-        self.replay_ratio_state = triggers.replay_ratio_from_dict(loop["replay_ratio_state"])
+      for hook in self.hooks:
+        saved = (loop.get(hook.checkpoint_key) if hook.checkpoint_key else
+                 (loop.get("interventions") or {}).get(hook.name))
+        if saved:
+          self.hook_states[hook.name] = hook.loop_state_from_dict(saved)
 
   def to_dict(self, frames: int, cadence: Cadence, info_sum: dict[str, float] | None, info_count: int,
               wall_seconds: float) -> dict[str, Any]:
     """The checkpoint's loop dict (LOOP_KEYS)."""
     out = {"frames": frames, "updates": self.updates, "episodes": self.episodes, "updates_due": self.updates_due,
            **cadence.to_dict(), "recent_returns": self.recent_returns, "eval_means": self.eval_means,
-           "info_count": info_count, "trigger": triggers.to_dict(self.trigger),
-           "expansion_review": self.review and self.review.state_dict(),
-           "replay_ratio_state": self.replay_ratio_state and triggers.replay_ratio_to_dict(self.replay_ratio_state),
-           "info_sum": info_sum, "wall_seconds": wall_seconds}
+           "info_count": info_count, "info_sum": info_sum, "wall_seconds": wall_seconds,
+           **{key: None for key in LEGACY_KEYS}, "interventions": {}}
+    for hook in self.hooks:
+      saved = hook.loop_state_to_dict(self.hook_states[hook.name])
+      if hook.checkpoint_key:
+        out[hook.checkpoint_key] = saved
+      elif saved is not None:
+        out["interventions"][hook.name] = saved
     return {k: out[k] for k in LOOP_KEYS}
 
 

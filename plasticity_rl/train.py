@@ -46,8 +46,6 @@ from plasticity_rl import provenance as provenance_lib
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import replay as replay_lib
 from plasticity_rl import remedies  # noqa: F401  (registers reset, redo, shrink_perturb)
-from plasticity_rl import surgery
-from plasticity_rl import triggers
 from plasticity_rl import video as video_lib
 from plasticity_rl import workdir as workdir_lib
 from plasticity_rl.agents import dqn
@@ -129,15 +127,6 @@ def record_eval(recorder: recorder_lib.Recorder, results: list[tuple[float, int]
 accumulate = learner_lib.accumulate
 update_name = learner_lib.update_name
 next_multiple = loop_state.next_multiple
-
-
-def draw_batches(replay: replay_lib.ReplayBuffer, review: expansion.Review | None, due: int,
-                 batch_size: int) -> dict[str, np.ndarray]:
-  """The `due` learner batches of an iteration, [due, B, …], drawn in the order `due` single draws take."""
-  if review is None:
-    return replay.sample_many(due, batch_size)
-  batches = [review.sample(replay, batch_size) for _ in range(due)]
-  return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
 class Preempted(Exception):
@@ -416,7 +405,8 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
       envs = evaluation_envs(run.config, run.seed, final=True) if final else run.eval_envs
       means = run.loop.eval_means
       video = video_lib.due(run.config, run.workdir, frames, means[-1][0] if means else 0)
-      results = evaluate(agent, state.params, envs, config.eval.protocol, config.eval.epsilon, rng, stop, video)
+      results = evaluate(agent, agent.acting_params(state), envs, config.eval.protocol, config.eval.epsilon, rng,
+                         stop, video)
       if results is None:  # Stopped: the evaluation stays due, and runs first on resume.
         return False
       run.loop.eval_rng = next_eval_rng
@@ -444,14 +434,10 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
     run.loop.surgery_rng, rng = jax.random.split(run.loop.surgery_rng)
     batch = run.replay.sample(config.learner.batch_size) if frames >= learning_starts else None
     probe = batch["obs"] if batch is not None else probe_obs
-    if name == "expansion" and batch is not None:  # Dormant units among the active ones, before pruning.
-      count, fraction = expansion.dormant_count_jit(agent.network, state, batch["obs"],
-                                                    tau=config.expansion.prune_tau)
-      extra = {**extra, "dormant_active": int(count)}
-      review = run.loop.review
-      if review is not None and review.observe(float(fraction)):
-        run.recorder.write(frames, "event", {"name": "expansion_review", "batches": review.batches,
-                                             "oldest_fraction": review.fraction})
+    fields, rows = run.loop.before_surgery(name, state, batch, agent)  # E.g. expansion's dormant count.
+    extra = {**extra, **fields}
+    for row in rows:
+      run.recorder.write(frames, "event", row)
     new = intervention(state, rng, batch)
     event = {"name": name, **extra, **param_counts(new), **expansion.summary(agent.network, new),
              "max_abs_dq": probe_q_change(agent, state.params, new.params, probe),
@@ -471,34 +457,23 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
     logging.info("%s", progress.event_line(frames, param_counts(before[0]), events))
 
   def measure_plasticity(seed_obs: np.ndarray) -> None:
-    adaptive = config.learner.adaptive_replay_ratio
     for i, (run, state) in enumerate(zip(runs, learner.states)):
       row = metrics_lib.to_host(compilation.call(
           "the plasticity metrics", metrics_lib.plasticity_metrics, agent, state,
           run.replay.sample(config.metrics.probe_size), state.init_params,
           train_batch_size=config.learner.batch_size, frames=frames))
       run.recorder.write(frames, "plasticity", row)
-      seed_loop = run.loop
-      seed_loop.trigger, fire = triggers.update_trigger(seed_loop.trigger, frames,
-                                                        row.get(seed_loop.trigger.spec.metric))
-      if fire:
-        new, event = intervene(i, state, "injection", surgery.injection(
-            agent, surgery.injection_plan(config, agent.network)), seed_obs[i],
-                               trigger=seed_loop.trigger.spec.metric, trigger_mean=seed_loop.trigger.last_mean)
+      for name, surgery_fn, fields in run.loop.on_metrics(frames, row, agent):  # E.g. a trigger's injection.
+        who = f"seed {run.seed}: " if multi else ""
+        if surgery_fn is None:  # An event only (e.g. the replay ratio switched).
+          run.recorder.write(frames, "event", {"name": name, **fields})
+          logging.info("%s%s @ %s frames: %s", who, name, f"{frames:,}",
+                       ", ".join(f"{k} {v}" for k, v in fields.items()))
+          continue
+        before = learner.states[i]
+        new, event = intervene(i, before, name, surgery_fn, seed_obs[i], **fields)
         learner.set_state(i, new)
-        logging.info("%s%s", f"seed {run.seed}: " if multi else "", progress.event_line(
-            frames, param_counts(state), [event]))
-      if seed_loop.replay_ratio_state is not None:
-        low = seed_loop.replay_ratio_state.low
-        seed_loop.replay_ratio_state, switched = triggers.update_replay_ratio(
-            seed_loop.replay_ratio_state, frames, row.get(adaptive.metric))
-        if switched:
-          run.recorder.write(frames, "event", {"name": "replay_ratio",
-                                               "replay_ratio": seed_loop.replay_ratio_state.high,
-                                               "metric": adaptive.metric,
-                                               "window": list(seed_loop.replay_ratio_state.values)})
-          logging.info("%sreplay ratio %g -> %g @ %s frames (%s settled)", f"seed {run.seed}: " if multi else "",
-                       low, seed_loop.replay_ratio_state.high, f"{frames:,}", adaptive.metric)
+        logging.info("%s%s", who, progress.event_line(frames, param_counts(before), [event]))
 
   def progress_line(epsilon: float, rates: dict[str, float] | None, losses: list[dict[str, float]]) -> str:
     returns = [f"{np.mean(run.loop.recent_returns):.1f}" if run.loop.recent_returns else "-" for run in runs]
@@ -534,13 +509,13 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
     if frames >= learning_starts:  # The updates see the replay as it is after this add, as before.
       batches = []
       for run in runs:  # Each seed's updates due at its replay ratio, as one [due, B] draw.
-        run.loop.updates_due += num_envs * run.loop.replay_ratio(config)
+        run.loop.updates_due += num_envs * run.loop.replay_ratio(config, frames)
         due = 0
         while run.loop.updates_due >= 1.0:
           due += 1
           run.loop.updates_due -= 1.0
         run.loop.updates += due
-        batches.append(draw_batches(run.replay, run.loop.review, due, config.learner.batch_size) if due else None)
+        batches.append(run.loop.sample(run.replay, due, config.learner.batch_size) if due else None)
       learner.update(batches, frames)  # Runs async; one transfer per seed.
 
     steps = [run.stepper.recv() for run in runs]
@@ -560,7 +535,7 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
       losses = learner.info_means()
       for run, state, info in zip(runs, learner.states, losses):
         scalars = {**rates, "epsilon": epsilon, "updates": run.loop.updates,
-                   "replay_ratio": run.loop.replay_ratio(config), **({"num_seeds": n} if multi else {}),
+                   "replay_ratio": run.loop.replay_ratio(config, frames), **({"num_seeds": n} if multi else {}),
                    **param_counts(state), **expansion.summary(agent.network, state), **info}
         if run.loop.recent_returns:
           scalars["episode_return_recent"] = float(np.mean(run.loop.recent_returns))

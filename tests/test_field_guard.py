@@ -97,7 +97,9 @@ SCENARIOS = {
                       "reset.frames": (1_600,), "redo.period_frames": 1_200, "shrink_perturb.frames": (1_800,)},
     "schedules": {"learner.adaptive_replay_ratio.enabled": True, "regularizer.kind": "l2_init",
                   "expansion.enabled": True},
-    "outputs": {"eval.record_video": True, "log.wandb": True},  # W&B offline (WANDB_MODE below).
+    # W&B offline (WANDB_MODE below). Hare & Tortoise here: it refuses injection, expansion and reincarnation.
+    "outputs": {"eval.record_video": True, "log.wandb": True, "hare_tortoise.enabled": True,
+                "hare_tortoise.frames": (1_500,)},
 }
 
 

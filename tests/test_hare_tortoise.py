@@ -1,6 +1,7 @@
 """Tests for plasticity_rl/interventions/hare_tortoise.py: the tortoise's EMA, the hare's resets, who acts, off."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -110,6 +111,21 @@ def test_acting_params_are_the_hare_by_default_or_the_tortoise():
   assert _agent().acting_params(state) is state.params  # No intervention: the online params.
 
 
+@pytest.mark.parametrize("batching", ["loop", "vmap"])
+def test_the_seeds_learner_acts_with_the_acting_params(batching):
+  """The loop's learner acts with `acting_params`: with act_with="tortoise", the tortoise's greedy actions."""
+  from plasticity_rl import learner as learner_lib  # pylint: disable=g-import-not-at-top
+  tortoise_agent = _agent(ht.HareTortoise(ema=0.5, act_with="tortoise"))
+  states = [_updates(tortoise_agent, tortoise_agent.init(jax.random.key(s))) for s in (4, 5)]
+  obs = np.stack([testing.random_batch(s, 16, OBS, ACTIONS)["obs"] for s in (4, 5)])
+  seeds = learner_lib.SeedLearner(tortoise_agent, states, [jax.random.key(0)] * 2, batching)
+  for i, state in enumerate(states):
+    greedy = lambda params, o=obs[i]: np.asarray(jnp.argmax(tortoise_agent.network.apply(params, o), axis=-1))
+    np.testing.assert_array_equal(seeds.act(obs, 0.0)[i], greedy(tortoise_agent.acting_params(state)))
+  assert any(not np.array_equal(greedy(s.params, obs[i]), greedy(tortoise_agent.acting_params(s), obs[i]))
+             for i, s in enumerate(states))  # The hare would act otherwise.
+
+
 def test_off_is_the_plain_agent():
   c = config_lib.base_config()
   assert not any(isinstance(h, ht.HareTortoise) for h in dqn.make_agent(c, ACTIONS).hooks)
@@ -124,7 +140,6 @@ def test_off_is_the_plain_agent():
     ({"act_with": "both"}, "hare_tortoise.act_with"),
     ({"period_frames": -1}, "hare_tortoise.period_frames"),
     ({"frames": (20_000,)}, "hare_tortoise.frames"),
-    ({"act_with": "tortoise"}, "hare_tortoise.act_with: 'tortoise' needs the loop"),  # Until the loop calls it.
 ])
 def test_config_errors_name_the_field(fields, message):
   with pytest.raises(ValueError, match=message):

@@ -78,7 +78,9 @@ def test_base_hooks_are_no_ops():
   assert hook.after_update(state, "info") == (state, "info")
   assert hook.acting_params(state, "params") == "params"
   assert hook.surgeries(None, None) == [] and hook.init_loop_state() is None
-  assert hook.on_metrics("loop", 8, {"x": 1.0}) == ("loop", [])
+  assert hook.on_metrics("loop", 8, {"x": 1.0}, None) == ("loop", [])
+  assert hook.on_surgery("loop", "reset", state, None, None) == ("loop", {}, [])
+  assert hook.loop_state_from_dict(hook.loop_state_to_dict({"a": 1})) == {"a": 1} and hook.checkpoint_key is None
   assert hook.replay_ratio("loop", 8, 0.25) == 0.25
   assert hook.sample("loop", None, 2, 32) is None
   assert base.Hooks.from_config(config_lib.base_config()) is None and base.Hooks.config_section() is None

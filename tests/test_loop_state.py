@@ -1,11 +1,12 @@
 """loop_state: the cadence of the loop's periodic work and one seed's loop state, saved and restored as a unit."""
 
+import json
+
 import jax
 import numpy as np
 
 from plasticity_rl import loop_state
 from plasticity_rl import testing
-from plasticity_rl import triggers
 
 
 def _config(**periods):
@@ -49,39 +50,71 @@ def _seed_loop(config):
   return loop_state.SeedLoop.start(config, jax.random.key(1), jax.random.key(2))
 
 
-def test_seed_loop_saves_the_checkpoint_keys_and_restores_as_a_unit():
+def _triggered_config():
   config = _config()
   config.injection.trigger.update(metric="fau", threshold=0.5, window=2)
-  config.learner.adaptive_replay_ratio.update(enabled=True, low=0.0625, high=0.25, window=2, tolerance=1.0)
+  config.learner.adaptive_replay_ratio.update(enabled=True, metric="fau", low=0.0625, high=0.25, window=2,
+                                              tolerance=1.0)
   config.learner.replay_ratio = 0.25
+  return config
+
+
+def test_seed_loop_saves_the_checkpoint_keys_and_restores_as_a_unit():
+  config = _triggered_config()
   loop = _seed_loop(config)
-  assert loop.replay_ratio(config) == 0.0625  # The adaptive ratio starts low.
+  assert [h.name for h in loop.hooks] == ["injection_trigger", "replay_ratio"]
+  assert loop.replay_ratio(config, 0) == 0.0625  # The adaptive ratio starts low.
   loop.updates, loop.updates_due, loop.eval_means = 7, 0.5, [(1000, 3.0)]
   for ret in range(25):
     loop.add_episode(float(ret))
   assert loop.episodes == 25 and loop.recent_returns == [float(r) for r in range(5, 25)]
-  loop.trigger, _ = triggers.update_trigger(loop.trigger, 1000, 0.1)
+  assert loop.on_metrics(1000, {"fau": 0.1}, agent=None) == []  # One value in a window of 2: no decision yet.
   cadence = loop_state.Cadence.from_config(config, frames=1200)
   saved = loop.to_dict(1200, cadence, {"loss": 1.5}, 3, 12.0)
   assert tuple(saved) == loop_state.LOOP_KEYS
   assert saved["frames"] == 1200 and saved["info_sum"] == {"loss": 1.5} and saved["info_count"] == 3
+  assert tuple(saved["trigger"]["window_values"]) == (0.1,) == tuple(saved["replay_ratio_state"]["values"])
+  assert saved["expansion_review"] is None and saved["interventions"] == {}
+  saved = json.loads(json.dumps(saved))  # As the checkpoint stores it.
 
   restored = _seed_loop(config)
   restored.restore(saved, {"eval": jax.random.key(3), "surgery": jax.random.key(4)}, resumed=True)
-  assert restored.to_dict(1200, cadence, {"loss": 1.5}, 3, 12.0) == saved
+  assert json.loads(json.dumps(restored.to_dict(1200, cadence, {"loss": 1.5}, 3, 12.0))) == saved
   np.testing.assert_array_equal(jax.random.key_data(restored.eval_rng), jax.random.key_data(jax.random.key(3)))
+  actions = restored.on_metrics(1400, {"fau": 0.1}, agent=None)  # The restored windows fill: the ratio switches.
+  assert [(name, fn, fields["replay_ratio"]) for name, fn, fields in actions] == [("replay_ratio", None, 0.25)]
+  assert restored.replay_ratio(config, 1400) == 0.25
 
   reincarnated = _seed_loop(config)  # A saved agent's counters, but this run's own trigger and replay ratio.
   reincarnated.restore(saved, {"eval": jax.random.key(3), "surgery": jax.random.key(4)}, resumed=False)
-  assert reincarnated.updates == 7 and reincarnated.trigger == _seed_loop(config).trigger
+  assert reincarnated.updates == 7 and reincarnated.hook_states == _seed_loop(config).hook_states
 
 
 def test_an_old_checkpoint_without_the_later_keys_resumes_with_initial_states():
-  config = _config()
+  config = _triggered_config()
   loop = _seed_loop(config)
   old = {k: v for k, v in loop.to_dict(400, loop_state.Cadence.from_config(config, 400), None, 0, 1.0).items()
-         if k not in ("next_metrics", "trigger", "expansion_review", "replay_ratio_state")}
+         if k not in ("next_metrics", "trigger", "expansion_review", "replay_ratio_state", "interventions")}
   restored = _seed_loop(config)
   restored.restore(old, {"eval": jax.random.key(3), "surgery": jax.random.key(4)}, resumed=True)
-  assert restored.trigger == loop.trigger and restored.replay_ratio_state is None
+  assert restored.hook_states == loop.hook_states
   assert loop_state.Cadence.from_config(config, 400, saved=old).next_metrics is None
+
+
+def test_the_sampler_hook_draws_the_iterations_batches():
+  """Without a sampler hook: the replay's uniform [K, B] draw; with expansion's review: its draws."""
+  from plasticity_rl import replay as replay_lib  # pylint: disable=g-import-not-at-top
+  plain, expanded = _config(), testing.configs_module("expansion").get_config("smoke")
+  def filled():
+    replay = replay_lib.ReplayBuffer(120, 3, frame_shape=(6, 6), n_step=3, seed=7)
+    rng = np.random.default_rng(7)
+    for t in range(60):
+      replay.add(rng.integers(0, 256, (3, 6, 6), dtype=np.uint8), rng.integers(0, 4, 3), rng.normal(size=3),
+                 rng.random(3) < 0.2, np.full(3, t % 4 == 3), np.full(3, t % 4 == 0))
+    return replay
+  np.testing.assert_array_equal(_seed_loop(plain).sample(filled(), 3, 4)["obs"], filled().sample_many(3, 4)["obs"])
+  reviewing = _seed_loop(expanded)
+  review = reviewing.hook_states["expansion_review"]
+  review.remaining = 3  # A review running: every batch from the oldest part.
+  got = reviewing.sample(filled(), 3, 4)["obs"]
+  assert got.shape[:2] == (3, 4) and review.remaining == 0

@@ -14,6 +14,7 @@ from plasticity_rl import replay as replay_lib
 from plasticity_rl import testing
 from plasticity_rl import train
 from plasticity_rl.agents import dqn
+from plasticity_rl.interventions import expansion_review
 
 OBS_SHAPE = (36, 36, 4)  # The Nature CNN's layer sequence on a small input: quick compiles.
 NUM_ACTIONS = 4
@@ -139,14 +140,14 @@ def test_sample_many_draws_what_k_samples_draw(last_every, k, batch_size):
   assert np.array_equal(one.sample(3)["obs"], many.sample(3)["obs"])  # The generators go on alike.
 
 
-def test_draw_batches_with_an_expansion_review_draws_what_k_review_samples_draw():
+def test_the_review_sampler_draws_what_k_review_samples_draw():
   review_config = testing.configs_module("expansion").get_config("smoke")
   one_review, many_review = expansion.Review.from_config(review_config), expansion.Review.from_config(review_config)
   assert one_review is not None
   one_review.remaining = many_review.remaining = 2  # A review running: its first 2 batches from the oldest part.
   one, many = _filled_replay(), _filled_replay()
   want = _stacked([one_review.sample(one, 5) for _ in range(3)])
-  got = train.draw_batches(many, many_review, 3, 5)
+  got = expansion_review.ExpansionReview.from_config(review_config).sample(many_review, many, 3, 5)
   for key in want:
     assert np.array_equal(got[key], want[key]), key
   assert one_review.state_dict() == many_review.state_dict()

@@ -5,6 +5,9 @@
     regularizer.py    L2 / L2-init loss terms (config.regularizer)
     augment.py        DrQ's learner-batch augmentation (config.learner.augment)
     hare_tortoise.py  Hare & Tortoise (Lee et al. 2024): an EMA tortoise, the hare reset to it (config.hare_tortoise)
+    injection_trigger.py  metric-triggered injection (config.injection.trigger; the rule in triggers.py)
+    replay_ratio.py   the adaptive replay ratio (config.learner.adaptive_replay_ratio)
+    expansion_review.py   expansion's dormant count at each growth step and its experience review (sampler)
 
 Surgeries registered as builders (`register(name)` on a function) live beside the code they call:
 surgery.py (injection), remedies.py (reset, redo, shrink_perturb), expansion.py; `make_schedule` loads them.

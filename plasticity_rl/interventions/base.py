@@ -35,23 +35,30 @@ Loop hooks, on the host (the loop calls them; none may be traced):
       a replay batch of learner.batch_size (None before learning starts), and logs it as an event (name =
       the intervention's registered name).
   init_loop_state() -> loop_state
-      The intervention's host-side state (None if it has none), built once per run (per seed) and saved with
-      the loop's state; the three hooks below take it and return the new one.
-  on_metrics(loop_state, frames, row) -> (loop_state, [(event name, surgery or None, event fields)])
+      The intervention's host-side state (None if it has none), built once per run and seed (from the seed's
+      config) and saved in the checkpoint's loop dict: under `checkpoint_key` (the three loop interventions
+      that predate this package keep their old keys) or under "interventions"/<name>, as
+      `loop_state_to_dict(loop_state)` (JSON; None: nothing saved) gives it; a resume reads it back with
+      `loop_state_from_dict`. The hooks below take it and return the new one.
+  on_metrics(loop_state, frames, row, agent) -> (loop_state, [(event name, surgery or None, event fields)])
       Reaction to metrics: after every plasticity-metrics row (`row`: metric name -> float, after learning
-      starts). Each returned action is applied at once, as a scheduled surgery is (None: an event row only,
-      e.g. a changed replay ratio); triggered surgery (a metric-triggered injection) is one of these.
+      starts), per seed. Each returned action is applied at once, in the interventions' order, as a scheduled
+      surgery is (None: an event row only, e.g. a changed replay ratio); a metric-triggered injection is one
+      of these (interventions/injection_trigger.py).
+  on_surgery(loop_state, name, state, batch, agent) -> (loop_state, event fields, event rows)
+      Before every surgery (scheduled or triggered) named `name` is applied to `state` (`batch`: its replay
+      batch, None before learning starts): fields to add to its event row, and event rows written before it
+      (expansion's dormant count and review, interventions/expansion_review.py).
   replay_ratio(loop_state, frames, replay_ratio) -> replay_ratio
       The replay ratio in force at `frames` (updates per agent step), given the config's (or the previous
-      hook's) ratio; each iteration's updates are due from it.
+      hook's) ratio; each iteration's updates are due from it (interventions/replay_ratio.py).
   sample(loop_state, replay, count, batch_size) -> batches or None
       The sampler: the iteration's `count` learner batches, {key: [count, batch_size, …]} as
       `ReplayBuffer.sample_many` returns them, or None to leave them to the next hook (at the end: the
       loop's uniform `replay.sample_many(count, batch_size)`).
 
-Today's train.py calls `make_schedule` (scheduled surgery) and the learner hooks (through
-the agent); the metric trigger, the adaptive replay ratio and expansion's review are still written into the
-loop, and acting uses `state.params`: the new loop calls the loop hooks and `acting_params` as above.
+train.py calls them through each seed's `loop_state.SeedLoop` and knows no intervention by name; it acts and
+evaluates with `agent.acting_params(state)`.
 """
 
 from typing import Any, Callable, ClassVar
@@ -118,12 +125,25 @@ class Hooks:
     del config, agent
     return []
 
+  checkpoint_key: ClassVar[str | None] = None  # The loop dict's key of its loop state; None: under "interventions".
+
   def init_loop_state(self) -> Any:
     return None
 
-  def on_metrics(self, loop_state, frames: int, row: dict[str, float]):
-    del frames, row
+  def loop_state_to_dict(self, loop_state) -> Any:
+    """The loop state as JSON (the checkpoint's loop dict); None: nothing to save."""
+    return loop_state
+
+  def loop_state_from_dict(self, saved) -> Any:
+    return saved
+
+  def on_metrics(self, loop_state, frames: int, row: dict[str, float], agent):
+    del frames, row, agent
     return loop_state, []
+
+  def on_surgery(self, loop_state, name: str, state, batch, agent):
+    del name, state, batch, agent
+    return loop_state, {}, []
 
   def replay_ratio(self, loop_state, frames: int, replay_ratio: float) -> float:
     del loop_state, frames

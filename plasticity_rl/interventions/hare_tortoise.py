@@ -27,8 +27,8 @@ Here, on the Double DQN learner (config.hare_tortoise, off by default):
   paper's RL setting was not read). `period_frames` (1M) has no published DQN value: a placeholder to tune
   (the code resets every 10 epochs of supervised training).
 - acting and evaluation (`acting_params`): `act_with` = "hare" (default: the network trained and reset, the
-  code's `test_acc`) or "tortoise" (its `test_target_acc`); the loop is to act with
-  `agent.acting_params(state)`; until it does (ACTING_WIRED), "tortoise" is a config error.
+  code's `test_acc`) or "tortoise" (its `test_target_acc`); the loop acts and evaluates with
+  `agent.acting_params(state)`.
 - The released code writes `fast.data = slow.data`, so right after a reset both names share one tensor and
   the next optimizer step moves the tortoise too; we copy (the paper's description), so the tortoise moves
   only by its EMA.
@@ -48,9 +48,6 @@ from plasticity_rl.interventions import scheduling
 
 NAME = "hare_tortoise"
 ACT_WITH = ("hare", "tortoise")
-# The loop acts and evaluates with `agent.acting_params(state)`: until it does (train.py / learner.py use
-# state.params), act_with="tortoise" is refused rather than silently acting with the hare.
-ACTING_WIRED = False
 
 
 def tortoise(state):
@@ -113,9 +110,6 @@ class HareTortoise(base.Hooks):
     if "reincarnate" in config and config.reincarnate.path:
       raise ValueError(f"{NAME}.enabled: not combined with reincarnation yet (a source saved without a tortoise "
                        "would leave this run's tortoise at a fresh init, and the first reset would undo the agent)")
-    if c.act_with == "tortoise" and not ACTING_WIRED:
-      raise ValueError(f"{NAME}.act_with: 'tortoise' needs the loop to act and evaluate with "
-                       "agent.acting_params(state), which it does not yet (it acts with the hare)")
 
   @classmethod
   def inactive(cls, config):
