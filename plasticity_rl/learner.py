@@ -165,25 +165,21 @@ class SeedLearner:
   def devices(self) -> int:
     return max((g.mesh.devices.size for g in self._groups), default=1)
 
-  @property
-  def states(self) -> list[dqn.TrainState]:
-    if self.batching == "loop":
-      return list(self._states)
+  def _in_seed_order(self, field: str) -> list:
+    """The groups' stacked `field` ("states" or "keys") as one entry per seed, in seed order (vmap)."""
     out = [None] * self.num_seeds
     for group in self._groups:
-      for i, state in zip(group.seeds, unstack(group.states, len(group.seeds))):
-        out[i] = state
+      for i, tree in zip(group.seeds, unstack(getattr(group, field), len(group.seeds))):
+        out[i] = tree
     return out
 
   @property
+  def states(self) -> list[dqn.TrainState]:
+    return list(self._states) if self.batching == "loop" else self._in_seed_order("states")
+
+  @property
   def act_keys(self) -> list[jax.Array]:
-    if self.batching == "loop":
-      return list(self._keys)
-    out = [None] * self.num_seeds
-    for group in self._groups:
-      for i, key in zip(group.seeds, unstack(group.keys, len(group.seeds))):
-        out[i] = key
-    return out
+    return list(self._keys) if self.batching == "loop" else self._in_seed_order("keys")
 
   def set_states(self, states: list[dqn.TrainState]) -> None:
     self._set(list(states), self.act_keys)
