@@ -400,3 +400,16 @@ def test_learning_curve_reads_metrics_as_the_recorder_does(tmp_path):
   metrics.write_text(json.dumps(rows[0]) + "\n" + "\x00garbage\n" + json.dumps(rows[2]) + "\n")
   with pytest.raises(workdir_lib.WorkdirError, match="line 2"):
     learning_curve.plot_learning_curve(str(tmp_path))
+
+
+def test_a_glob_skips_an_earlier_aggregates_csv_outputs(tmp_path):
+  """An aggregate's --out under the --runs glob: its CSVs are results, skipped (and counted), not inputs."""
+  from plasticity_rl.analysis import load as load_lib  # pylint: disable=g-import-not-at-top
+  (tmp_path / "tidy.csv").write_text("game,variant,seed,frames,return\nPong,baseline,0,100,1.0\n")
+  out = tmp_path / "results"
+  out.mkdir()
+  (out / "aggregate.csv").write_text("variant,games,runs,IQM\nbaseline,1,1,0.5\n")
+  (out / load_lib.OUTPUTS_MARKER).write_text("")
+  paths, skipped = load_lib.resolve_runs([str(tmp_path / "*.csv"), str(out / "*")])
+  assert paths == [str(tmp_path / "tidy.csv")]
+  assert str(out / "aggregate.csv") in skipped

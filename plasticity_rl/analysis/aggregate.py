@@ -269,6 +269,8 @@ def write_outputs(analysis: Analysis, out: str) -> list[str]:
   """Writes the tables (Markdown, LaTeX, CSV, JSON), gaps.txt and the figures (PNG, PDF) into `out`;
   returns the paths."""
   os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, load.OUTPUTS_MARKER), "w") as f:  # Its CSVs are results, not inputs (load.py).
+    f.write("plasticity-rl-aggregate's outputs: a --runs glob that reaches this directory skips its CSV files\n")
   texts = {
       "aggregate.md": tables.aggregate_markdown(analysis.aggregate, same_games(analysis.matrices)),
       "aggregate.tex": tables.aggregate_latex(analysis.aggregate),

@@ -17,8 +17,8 @@ returned for the gaps report, never dropped silently.
 `--runs` inputs (`load_results`'s `runs`) are paths or globs of: run directories (a directory with a
 `config.json` or an `eval.csv`: `is_run_dir`), sweep roots (a `sweep.json` lists their runs, started or not),
 any directory above them (the run directories and sweep roots under it), and `.csv` files. Anything else a
-glob matches — a sweep's `logs/`, a run's `tb/` event files or `checkpoints/` — is skipped and counted in
-`Results.skipped`.
+glob matches — a sweep's `logs/`, a run's `tb/` event files or `checkpoints/`, the CSVs an earlier aggregate
+wrote into its --out (marked by OUTPUTS_MARKER) — is skipped and counted in `Results.skipped`.
 """
 
 import glob
@@ -191,6 +191,7 @@ def sweep_workdirs(path: str) -> list[str]:
 
 RUN_FILES = ("config.json", "eval.csv")  # A directory with one of them is a run's workdir.
 _NOT_RUNS = ("checkpoints", "tb", "logs")  # Directories of a run or a sweep never searched for runs.
+OUTPUTS_MARKER = ".aggregate_outputs"  # In plasticity-rl-aggregate's --out: its CSVs are results, not inputs.
 
 
 def is_run_dir(path: str) -> bool:
@@ -230,7 +231,8 @@ def resolve_runs(patterns: Iterable[str]) -> tuple[list[str], list[str]]:
   paths, skipped = [], []
   for match in expand(patterns, "--runs"):
     if os.path.isfile(match):
-      found = [match] if match.endswith(".csv") else []
+      outputs = os.path.isfile(os.path.join(os.path.dirname(match), OUTPUTS_MARKER))  # An earlier aggregate's.
+      found = [match] if match.endswith(".csv") and not outputs else []
     else:
       found = [p for root in find_runs(match) for p in sweep_workdirs(root)]
     if not found:
