@@ -21,7 +21,6 @@ a new run from another run's saved agent instead.
 """
 
 import dataclasses
-import json
 import os
 import signal
 import threading
@@ -45,7 +44,6 @@ from plasticity_rl import progress
 from plasticity_rl import provenance as provenance_lib
 from plasticity_rl import recorder as recorder_lib
 from plasticity_rl import replay as replay_lib
-from plasticity_rl import remedies  # noqa: F401  (registers reset, redo, shrink_perturb)
 from plasticity_rl import video as video_lib
 from plasticity_rl import workdir as workdir_lib
 from plasticity_rl.agents import dqn
