@@ -1,5 +1,8 @@
-"""envs/fake_envpool.py against real envpool: the same API, shapes, dtypes and step semantics; its selection."""
+"""envs/fake_envpool.py against real envpool: the same API (xla() too), shapes, dtypes and step semantics; its
+selection."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -69,6 +72,32 @@ def test_same_time_limit_and_auto_reset(pools):
       assert not terminated.any(), t  # No game over within 10 steps of Pong.
       assert truncated.all() == (t == 10) and truncated.any() == (t == 10), t
       assert not info["terminated"].any(), t  # A plain time limit: info["terminated"] = 0.
+      np.testing.assert_array_equal(info["elapsed_step"], [t % 11] * 2)
+      np.testing.assert_array_equal(info["env_id"], [0, 1])
+      if t == 11:
+        assert (reward == 0).all()
+
+
+def _run_xla(envs, steps: int, seed: int = 0):
+  """reset (host), then one jitted send and recv, then a jitted lax.scan of `steps` - 1 xla steps; every value."""
+  rng = np.random.default_rng(seed)
+  actions = jnp.asarray(rng.integers(0, envs.action_space.n, (steps, envs.num_envs)), jnp.int32)
+  handle, recv, send, step = envs.xla()
+  envs.reset()
+  first = jax.jit(recv)(jax.jit(send)(handle, actions[0]))
+  _, rest = jax.jit(lambda h, a: jax.lax.scan(step, h, a))(first[0], actions[1:])
+  return handle, [first[1]] + [jax.tree.map(lambda x, t=t: np.asarray(x[t]), rest) for t in range(steps - 1)]
+
+
+def test_same_xla_interface(pools):
+  """xla(): the same handle, the same signatures of every value under jit and lax.scan, the same time limit."""
+  (real_handle, real_out), (fake_handle, fake_out) = (_run_xla(envs, 12) for envs in pools)
+  assert _signature(fake_handle) == _signature(real_handle) and type(fake_handle) is type(real_handle)
+  for t, (r, f) in enumerate(zip(real_out, fake_out)):
+    assert _signature(f) == _signature(r), t
+  for out in (real_out, fake_out):
+    for t, (_, reward, terminated, truncated, info) in enumerate(out, start=1):
+      assert not terminated.any() and truncated.all() == truncated.any() == (t == 10), t
       np.testing.assert_array_equal(info["elapsed_step"], [t % 11] * 2)
       np.testing.assert_array_equal(info["env_id"], [0, 1])
       if t == 11:

@@ -160,6 +160,24 @@ class EnvStep(NamedTuple):
   lives: np.ndarray  # int [N]
 
 
+def step_flags(terminated, truncated, game_over, lives, previous_last, previous_lives, life_loss_discount: bool,
+               xp=np):
+  """(first, last, terminal) of one envpool step, rows in env_id order; `xp`: np (AtariStepper) or jnp (XlaActor).
+
+  `terminated`, `truncated`: envpool's; `game_over`: its info["terminated"] (a game over on the episode cap's last
+  step comes as truncated, not terminated, with info["terminated"] = 1: a game over all the same, so no
+  bootstrapping from it); `lives`: info["lives"]; `previous_last`, `previous_lives`: `last` and `lives` of the
+  env's previous step (`last` all False and the reset's lives after a reset).
+  """
+  terminated = xp.logical_or(terminated, xp.asarray(game_over).astype(bool))
+  first = previous_last  # envpool auto-resets an env on the step after its last one.
+  last = xp.logical_or(terminated, truncated)
+  terminal = terminated
+  if life_loss_discount:
+    terminal = terminal | ((lives < previous_lives) & ~first)
+  return first, last, terminal
+
+
 class AtariStepper:
   """Wraps an envpool batch into EnvSteps: derives first/last/terminal flags.
 
@@ -200,17 +218,13 @@ class AtariStepper:
     if env_id.shape != self._env_ids.shape:
       raise RuntimeError(f"envpool returned {env_id.shape[0]} of {self._env_ids.shape[0]} envs: make the pool "
                          "with batch_size == num_envs")
-    # A game over on the episode cap's last step comes as truncated (not terminated), with info["terminated"]:
-    # it is a game over all the same, so no bootstrapping from it.
-    terminated = np.logical_or(terminated, np.asarray(info.get("terminated", terminated), bool))
+    game_over = np.asarray(info.get("terminated", terminated))
     if not np.array_equal(env_id, self._env_ids):  # Never seen with a synchronous pool; cheap to guard.
       order = np.argsort(env_id)
-      obs, reward, terminated, truncated, lives = (x[order] for x in (obs, reward, terminated, truncated, lives))
-    first = self._last  # envpool auto-resets an env on the step after its last one.
-    last = np.logical_or(terminated, truncated)
-    terminal = terminated.astype(bool)
-    if self.life_loss_discount:
-      terminal = terminal | ((lives < self._lives) & ~first)
+      obs, reward, terminated, truncated, game_over, lives = (
+          x[order] for x in (obs, reward, terminated, truncated, game_over, lives))
+    first, last, terminal = step_flags(terminated, truncated, game_over, lives, self._last, self._lives,
+                                       self.life_loss_discount)
     self._last, self._lives = last, lives.copy()
     return EnvStep(obs[:, -1], reward.astype(np.float32), terminal, last, first, lives.copy())
 

@@ -11,7 +11,9 @@ What it mimics (envpool 1.2.5, gymnasium API, as atari.make_envs makes pools):
   gray_scale, noop_max, repeat_action_probability, full_action_space, episodic_life, use_fire_reset,
   reward_clip, max_episode_steps, render_mode)`; unknown keyword arguments are a TypeError, as in envpool.
 - `reset() -> (obs, info)`, `send(actions)`, `recv() -> (obs, reward, terminated, truncated, info)`,
-  `step(actions)` (send then recv), `render(env_ids)` (RGB [k, 210, 160, 3] uint8, render_mode="rgb_array"
+  `step(actions)` (send then recv), `xla()` (envpool's XLA interface: `(handle, recv, send, step)`, the same
+  calls and outputs as envpool's under jit / lax.scan, each a jax.experimental.io_callback(ordered=True) around
+  send/recv, the handle passed through), `render(env_ids)` (RGB [k, 210, 160, 3] uint8, render_mode="rgb_array"
   only), `close()`, `num_envs`, `action_space` / `observation_space` (gymnasium spaces), `spec.config`,
   `config`; `registration.registry.specs` (the 57 benchmark games).
 - obs uint8 [N, stack_num, H, W] (gray; [N, 3 * stack_num, H, W] with gray_scale=False); reward float32;
@@ -217,6 +219,49 @@ class FakeAtariPool:
   def step(self, actions, env_id=None):
     self.send(actions, env_id)
     return self.recv()
+
+  def xla(self):
+    """envpool's XLA interface: (handle, recv, send, step), jittable, over this pool's send/recv (see the module doc).
+
+    `send(handle, actions, env_id=None) -> handle`, `recv(handle) -> (handle, (obs, reward, terminated,
+    truncated, info))`, `step(handle, actions, env_id=None)` (send then recv), with envpool's shapes and dtypes;
+    each is a jax.experimental.io_callback (ordered=True, and the handle passes through it: the calls run once
+    each, in program order, under jit and in lax.scan). Reset on the host first (`reset()`), as with envpool.
+    """
+    import jax  # pylint: disable=g-import-not-at-top  (only the device path's tests need jax here)
+    from jax.experimental import io_callback  # pylint: disable=g-import-not-at-top
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+    n = self.num_envs
+    handle = np.frombuffer(id(self).to_bytes(8, "little"), np.uint8).copy()  # envpool's: uint8 [8].
+    handle_spec = jax.ShapeDtypeStruct(handle.shape, handle.dtype)
+    spec = lambda shape, dtype: jax.ShapeDtypeStruct((n, *shape), dtype)
+    ids = spec((), np.int32)
+    out_spec = (spec(self.observation_space.shape, np.uint8), spec((), np.float32), spec((), np.bool_),
+                spec((), np.bool_), {"elapsed_step": ids, "env_id": ids, "lives": ids, "players": {"env_id": ids},
+                                     "ram": spec((128,), np.uint8), "reward": spec((), np.float32),
+                                     "terminated": ids})
+
+    def host_send(handle, actions, env_id):
+      self.send(actions, env_id)
+      return handle
+
+    def host_recv(handle):
+      obs, reward, terminated, truncated, info = self.recv()
+      return handle, (obs, reward, terminated, truncated, {k: info[k] for k in out_spec[4]})
+
+    def send(handle, actions, env_id=None):
+      env_id = jnp.arange(n, dtype=jnp.int32) if env_id is None else jnp.asarray(env_id).astype(jnp.int32)
+      return io_callback(host_send, handle_spec, handle, jnp.asarray(actions).astype(jnp.int32), env_id,
+                         ordered=True)
+
+    def recv(handle):
+      return io_callback(host_recv, (handle_spec, out_spec), handle, ordered=True)
+
+    def step(handle, actions, env_id=None):
+      return recv(send(handle, actions, env_id))
+
+    return handle, recv, send, step
 
   def render(self, env_ids=None) -> np.ndarray:
     """The envs' "screens": RGB uint8 [k, 210, 160, 3], the newest frame scaled up (render_mode="rgb_array")."""
