@@ -28,6 +28,45 @@ FIRST = 4
 _MAX_REJECTION_ROUNDS = 8
 
 
+def check_layout(
+    capacity: int,
+    num_envs: int,
+    *,
+    frame_shape: tuple[int, ...],
+    stack_size: int,
+    n_step: int,
+    gamma: float,
+) -> tuple[int, tuple[int, ...]]:
+  """Checks a replay's arguments (`ReplayBuffer`'s, and device_replay.init's, which takes the same).
+
+  Returns:
+    (capacity per env, i.e. ceil(capacity / num_envs); frame_shape as a tuple of ints).
+
+  Raises:
+    ValueError: On num_envs < 1, capacity < num_envs, stack_size < 1, n_step < 1, gamma outside [0, 1], an empty
+      or non-positive frame_shape, or a capacity per env below stack_size + n_step.
+  """
+  if num_envs < 1:
+    raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
+  if capacity < num_envs:
+    raise ValueError(f"capacity ({capacity}) must be >= num_envs ({num_envs}).")
+  if stack_size < 1:
+    raise ValueError(f"stack_size must be >= 1, got {stack_size}.")
+  if n_step < 1:
+    raise ValueError(f"n_step must be >= 1, got {n_step}.")
+  if not 0.0 <= gamma <= 1.0:
+    raise ValueError(f"gamma must be in [0, 1], got {gamma}.")
+  frame_shape = tuple(int(d) for d in frame_shape)
+  if not frame_shape or any(d < 1 for d in frame_shape):
+    raise ValueError(f"frame_shape must be non-empty and positive, got {frame_shape}.")
+  cap_per_env = math.ceil(capacity / num_envs)
+  if cap_per_env < stack_size + n_step:
+    raise ValueError(
+        f"capacity per env ({cap_per_env}) must be >= stack_size + n_step "
+        f"({stack_size + n_step}); increase capacity.")
+  return cap_per_env, frame_shape
+
+
 class ReplayBuffer:
   """Uniform replay over (env, time) start indices of per-env frame rings.
 
@@ -59,24 +98,8 @@ class ReplayBuffer:
       gamma: Discount per step.
       seed: Seed of the buffer's own `numpy.random.Generator`.
     """
-    if num_envs < 1:
-      raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
-    if capacity < num_envs:
-      raise ValueError(f"capacity ({capacity}) must be >= num_envs ({num_envs}).")
-    if stack_size < 1:
-      raise ValueError(f"stack_size must be >= 1, got {stack_size}.")
-    if n_step < 1:
-      raise ValueError(f"n_step must be >= 1, got {n_step}.")
-    if not 0.0 <= gamma <= 1.0:
-      raise ValueError(f"gamma must be in [0, 1], got {gamma}.")
-    frame_shape = tuple(int(d) for d in frame_shape)
-    if not frame_shape or any(d < 1 for d in frame_shape):
-      raise ValueError(f"frame_shape must be non-empty and positive, got {frame_shape}.")
-    cap_per_env = math.ceil(capacity / num_envs)
-    if cap_per_env < stack_size + n_step:
-      raise ValueError(
-          f"capacity per env ({cap_per_env}) must be >= stack_size + n_step "
-          f"({stack_size + n_step}); increase capacity.")
+    cap_per_env, frame_shape = check_layout(capacity, num_envs, frame_shape=frame_shape, stack_size=stack_size,
+                                            n_step=n_step, gamma=gamma)
 
     self._num_envs = num_envs
     self._cap = cap_per_env
@@ -100,6 +123,22 @@ class ReplayBuffer:
   @property
   def capacity_per_env(self) -> int:
     return self._cap
+
+  @property
+  def frame_shape(self) -> tuple[int, ...]:
+    return self._frame_shape
+
+  @property
+  def stack_size(self) -> int:
+    return self._stack
+
+  @property
+  def n_step(self) -> int:
+    return self._n
+
+  @property
+  def gamma(self) -> float:
+    return self._gamma
 
   @property
   def capacity(self) -> int:
