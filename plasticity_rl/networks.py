@@ -201,12 +201,24 @@ class QNetwork:
     if plus:
       # Q = plus_0 + Σ_i (next_i − minus_i), next_i = plus_{i+1}, the last one the main path: the
       # newest pair is exactly 0 at its injection, and the rest is the previous sum in the same order,
-      # so an injection leaves Q bit-identical.
-      newer = [self._run_branch(b, x, split) for b in plus[1:]] + [q]
-      q = self._run_branch(plus[0], x, split)
-      for fresh, branch in zip(newer, minus):
-        q = q + (fresh - self._run_branch(branch, x, split))
+      # so an injection leaves Q bit-identical. injection.stop_frozen_grad: the frozen branches see the
+      # same features (the same values) without their gradient.
+      branch_x = jax.lax.stop_gradient(x) if params_tree.frozen_grad_stopped(params) else x
+      outs = self._run_branches((*plus, *minus), branch_x, split)
+      newer = outs[1:len(plus)] + [q]
+      q = outs[0]
+      for fresh, branch_q in zip(newer, outs[len(plus):]):
+        q = q + (fresh - branch_q)
     return q, features
+
+  def _run_branches(self, branches: tuple[Params, ...], x: jax.Array, start: int) -> list[jax.Array]:
+    """Outputs of the injected branches on the features x, one call each.
+
+    Not stacked (one vmapped call over branches of the same shapes): on XLA:CPU the stacked forward is bit for bit
+    this one, but its backward sums the encoder's cotangents in another order (the update moves by 1–4 ulp), and it
+    is no faster there; scripts/update_cost.py --injections=0,1,2,3 --stacked measures both (docs/performance.md).
+    """
+    return [self._run_branch(b, x, start) for b in branches]
 
   def _run_branch(self, layers: Params, x: jax.Array, start: int, features: dict | None = None) -> jax.Array:
     for name in self.layer_names[start:]:

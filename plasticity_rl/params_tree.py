@@ -13,6 +13,13 @@ outside the branches, trainable or frozen. Only the trainable part is differenti
 optimizer state. A *trainable tree* is anything shaped like the trainable part ({part: {layer: …}}:
 gradients, weight masks, θ₀); the `*_layers` helpers take one.
 
+Two injection ablations (surgery.inject) change where the branches sit, as keys beside the parts:
+`all_trainable` keeps "plus" and "minus" in the trainable part instead (every head receives gradients;
+the frozen group's are then empty, and a tree never has both), and `stop_frozen_grad` adds the key
+"stop_gradient" (an empty tuple: a flag in the tree's structure, so jit and checkpoints keep it) to the
+frozen group: the network feeds the frozen branches features the gradient does not flow back through.
+The `*_layers` helpers and `items` see the parts only, and keep these keys as they are.
+
 Other modules read and edit the layout only through these functions (so another layout, e.g. an
 encoder-only injection rule, changes this file). Every function is pure: it returns new containers
 and never mutates its input; all are plain Python on dicts, so they run inside jit.
@@ -26,8 +33,9 @@ import optax
 
 Params = Any  # A nested dict of arrays.
 
-_TRAINABLE, _FROZEN, _PLUS, _MINUS = "trainable", "frozen", "plus", "minus"
+_TRAINABLE, _FROZEN, _PLUS, _MINUS, _STOP_GRADIENT = "trainable", "frozen", "plus", "minus", "stop_gradient"
 _BRANCHES = (_PLUS, _MINUS)
+_NOT_PARTS = (*_BRANCHES, _STOP_GRADIENT)  # Keys of the trainable / frozen groups that hold no main-path part.
 
 
 # -- the whole tree -------------------------------------------------------------------------------------------
@@ -58,7 +66,7 @@ def main_layers(params: Params) -> dict[str, Params]:
   layers = {}
   for group in (params[_FROZEN], params[_TRAINABLE]):
     for part, part_layers in group.items():
-      if part not in _BRANCHES:
+      if part not in _NOT_PARTS:
         layers.update(part_layers)
   return layers
 
@@ -71,7 +79,7 @@ def trainable_parts(params: Params) -> dict[str, str]:
 def is_plain(params: Params) -> bool:
   """True when every main-path layer is trainable and nothing is injected."""
   group = params[_FROZEN]
-  return not (group[_PLUS] or any(part not in _BRANCHES for part in group))
+  return not (plus_branches(params) or any(part not in _NOT_PARTS for part in group))
 
 
 def replace_trainable(params: Params, layers: Mapping[str, Params]) -> Params:
@@ -81,8 +89,8 @@ def replace_trainable(params: Params, layers: Mapping[str, Params]) -> Params:
 
 def freeze_all_but(params: Params, keep: Sequence[str]) -> Params:
   """Moves every trainable main-path layer not in `keep` to the frozen part (the same part name)."""
-  new_trainable: dict[str, dict] = {}
-  new_frozen = {k: (dict(v) if k not in _BRANCHES else v) for k, v in params[_FROZEN].items()}
+  new_trainable: dict[str, Any] = {k: v for k, v in params[_TRAINABLE].items() if k in _NOT_PARTS}
+  new_frozen = {k: (dict(v) if k not in _NOT_PARTS else v) for k, v in params[_FROZEN].items()}
   for part, name, value in items(params[_TRAINABLE]):
     group = new_trainable if name in keep else new_frozen
     group.setdefault(part, {})[name] = value
@@ -93,8 +101,10 @@ def freeze_all_but(params: Params, keep: Sequence[str]) -> Params:
 
 
 def items(tree: Params) -> Iterator[tuple[str, str, Params]]:
-  """(part, layer name, layer) of a trainable tree, in its order."""
+  """(part, layer name, layer) of a trainable tree's main-path parts, in its order."""
   for part, part_layers in tree.items():
+    if part in _NOT_PARTS:
+      continue
     for name, layer in part_layers.items():
       yield part, name, layer
 
@@ -105,8 +115,9 @@ def layers(tree: Params) -> dict[str, Params]:
 
 
 def map_layers(fn: Callable[[str, Params], Params], tree: Params) -> Params:
-  """A trainable tree of fn(layer name, layer), in the same parts."""
-  return {part: {name: fn(name, layer) for name, layer in part_layers.items()} for part, part_layers in tree.items()}
+  """A trainable tree of fn(layer name, layer), in the same parts (branch keys kept as they are)."""
+  return {part: part_layers if part in _NOT_PARTS else {name: fn(name, layer) for name, layer in part_layers.items()}
+          for part, part_layers in tree.items()}
 
 
 def replace_layers(tree: Params, new_layers: Mapping[str, Params]) -> Params:
@@ -116,7 +127,7 @@ def replace_layers(tree: Params, new_layers: Mapping[str, Params]) -> Params:
   missing = [name for name in new_layers if name not in parts]
   if missing:
     raise KeyError(f"layers {missing} are not in the trainable tree (layers: {list(parts)})")
-  out = {part: dict(part_layers) for part, part_layers in tree.items()}
+  out = {part: part_layers if part in _NOT_PARTS else dict(part_layers) for part, part_layers in tree.items()}
   for name, value in new_layers.items():
     out[parts[name]][name] = value
   return out
@@ -125,40 +136,71 @@ def replace_layers(tree: Params, new_layers: Mapping[str, Params]) -> Params:
 # -- injected branches ----------------------------------------------------------------------------------------
 
 
+def _branch_group(params: Params) -> Params:
+  """The group that holds the injected branches: the frozen one, or the trainable one (`all_trainable`)."""
+  return params[_TRAINABLE] if _PLUS in params[_TRAINABLE] else params[_FROZEN]
+
+
 def plus_branches(params: Params) -> tuple[Params, ...]:
   """The branches the injections replaced, oldest first (plus_0, plus_1, …)."""
-  return params[_FROZEN][_PLUS]
+  return _branch_group(params).get(_PLUS, ())
 
 
 def minus_branches(params: Params) -> tuple[Params, ...]:
-  """Frozen copies of the fresh branches the injections trained, oldest first (minus_0, …)."""
-  return params[_FROZEN][_MINUS]
+  """Copies of the fresh branches the injections trained (frozen unless all trainable), oldest first (minus_0, …)."""
+  return _branch_group(params).get(_MINUS, ())
 
 
 def num_injections(params: Params) -> int:
   """Injections so far (also on a saved JSON structure, checkpoint.tree_to_json's)."""
-  return len(params[_FROZEN].get(_PLUS, ()))
+  return len(plus_branches(params))
 
 
 def injected_layers(params: Params) -> tuple[str, ...]:
   """The layers every injection of this tree replaced (a suffix of the network); () before the first."""
-  plus = params[_FROZEN][_PLUS]
+  plus = plus_branches(params)
   return tuple(plus[0]) if plus else ()
 
 
+def branches_trainable(params: Params) -> bool:
+  """True when the injected branches sit in the trainable part (injection.all_trainable)."""
+  return _PLUS in params[_TRAINABLE]
+
+
+def frozen_grad_stopped(params: Params) -> bool:
+  """True when no gradient flows from the frozen branches into the layers before them (injection.stop_frozen_grad)."""
+  return _STOP_GRADIENT in params[_FROZEN]
+
+
 def branches(params: Params) -> list[tuple[str, Params]]:
-  """[(group name, branch layers)] of the frozen injected branches: plus_0, minus_0, plus_1, …"""
-  group = params[_FROZEN]
+  """[(group name, branch layers)] of the injected branches (frozen, or trainable): plus_0, minus_0, plus_1, …"""
   out = []
-  for i, (plus, minus) in enumerate(zip(group[_PLUS], group[_MINUS])):
+  for i, (plus, minus) in enumerate(zip(plus_branches(params), minus_branches(params))):
     out += [(f"plus_{i}", plus), (f"minus_{i}", minus)]
   return out
 
 
-def add_injection(params: Params, replaced: Params, fresh: Params) -> Params:
-  """`params` with one more pair of frozen branches: plus = `replaced` (the old branch), minus = `fresh`."""
-  group = params[_FROZEN]
-  return {**params, _FROZEN: {**group, _PLUS: (*group[_PLUS], replaced), _MINUS: (*group[_MINUS], fresh)}}
+def add_injection(params: Params, replaced: Params, fresh: Params, *, trainable: bool = False,
+                  stop_gradient: bool = False) -> Params:
+  """`params` with one more pair of branches: plus = `replaced` (the old branch), minus = `fresh`.
+
+  trainable: the pair goes to the trainable part (every earlier pair must be there too); stop_gradient: the frozen
+  branches get features without gradient (every later injection keeps the flag). ValueError when an earlier
+  injection of this tree was made the other way."""
+  if plus_branches(params) and branches_trainable(params) != trainable:
+    earlier = "frozen" if trainable else "trainable"
+    raise ValueError(f"the earlier injections' branches are {earlier}: all injections of a run must share "
+                     "injection.all_trainable")
+  if plus_branches(params) and frozen_grad_stopped(params) != stop_gradient:
+    raise ValueError("all injections of a run must share injection.stop_frozen_grad")
+  if trainable and stop_gradient:
+    raise ValueError("trainable branches have no frozen branch to stop the gradient of")
+  key = _TRAINABLE if trainable else _FROZEN
+  group = params[key]
+  out = {**params, key: {**group, _PLUS: (*group.get(_PLUS, ()), replaced), _MINUS: (*group.get(_MINUS, ()), fresh)}}
+  if stop_gradient:
+    out[_FROZEN] = {**out[_FROZEN], _STOP_GRADIENT: ()}
+  return out
 
 
 # -- θ₀ and counts --------------------------------------------------------------------------------------------
@@ -171,7 +213,7 @@ def init_layers(params: Params, init_params: Params | None) -> dict[str, Params 
   fresh init, kept frozen as minus[-1]. Every other layer's θ₀ is the same layer of `init_params`
   (TrainState.init_params); None where that has no such layer (or `init_params` is None).
   """
-  minus = params[_FROZEN][_MINUS]
+  minus = minus_branches(params)
   latest = minus[-1] if minus else {}
   init = main_layers(init_params) if init_params is not None else {}
   return {name: latest[name] if name in latest else init.get(name) for name in main_layers(params)}
@@ -183,6 +225,7 @@ def count_params(tree: Params) -> int:
 
 
 def count_trainable(params: Params) -> int:
+  """The trainable part, with its branches when they are trainable (injection.all_trainable)."""
   return count_params(params[_TRAINABLE])
 
 

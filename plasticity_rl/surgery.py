@@ -7,6 +7,10 @@ h_θ(φ(x)) + h_θ'₁(φ(x)) − h_θ'₂(φ(x)) — the same Q at the moment o
 with as many trainable parameters as before. The target network gets the same
 surgery (its own θ frozen, the same fresh θ'₁/θ'₂), so it is unchanged too.
 Every function here takes and returns pytrees and never mutates its input.
+
+The paper's ablations (config.injection, docs/interventions.md): `freeze_encoder` (also freeze the layers
+before the branch), `all_trainable` (h_θ, θ'₁ and θ'₂ all receive gradients), `stop_frozen_grad` (no gradient
+from the frozen branches into the layers before them), and the target ("head", "last_k:K").
 """
 
 import dataclasses
@@ -45,8 +49,8 @@ def resolve_target(network: networks.QNetwork, target: str) -> tuple[str, ...]:
 
 def inject(state: dqn.TrainState, rng: jax.Array, *, network: networks.QNetwork,
            optimizer: optax.GradientTransformation, obs_shape: tuple[int, ...], layers: tuple[str, ...],
-           hidden: int | None = None, reset_optimizer: bool = False,
-           freeze_encoder: bool = False) -> dqn.TrainState:
+           hidden: int | None = None, reset_optimizer: bool = False, freeze_encoder: bool = False,
+           all_trainable: bool = False, stop_frozen_grad: bool = False) -> dqn.TrainState:
   """Plasticity injection on `layers` (a suffix of the network); pure and jit-able.
 
   hidden: units of the fresh branch's hidden dense layers (dynamic growth); None
@@ -54,6 +58,12 @@ def inject(state: dqn.TrainState, rng: jax.Array, *, network: networks.QNetwork,
   reset_optimizer: re-init the optimizer statistics of the injected slot (the
     default keeps them, as the paper's ablation suggests).
   freeze_encoder: also freeze every layer before the branch (an ablation).
+  all_trainable: h_θ and θ'₂ stay trainable beside θ'₁ (an ablation; every injection of the tree must set it).
+    Their optimizer statistics start fresh (optax's init: Adam's μ = ν = 0 with the shared step count, so their
+    first steps are larger than a warmed-up Adam's; RMSProp's ν = μ = 0, as a new network's); the slot θ'₁
+    keeps or resets its statistics as `reset_optimizer` says.
+  stop_frozen_grad: the frozen branches get the features without their gradient (an ablation): the layers
+    before the branch learn from the trainable branch alone.
   """
   not_trainable = [n for n in layers if n not in params_tree.trainable_parts(state.params)]
   if not_trainable:
@@ -70,7 +80,8 @@ def inject(state: dqn.TrainState, rng: jax.Array, *, network: networks.QNetwork,
   def surgery(params: Params) -> Params:
     own = params_tree.main_layers(params)
     old_branch = {n: own[n] for n in layers}
-    params = params_tree.add_injection(params_tree.replace_trainable(params, fresh), old_branch, fresh)
+    params = params_tree.add_injection(params_tree.replace_trainable(params, fresh), old_branch, fresh,
+                                       trainable=all_trainable, stop_gradient=stop_frozen_grad)
     if freeze_encoder:
       params = params_tree.freeze_all_but(params, layers)
     return params
@@ -90,6 +101,8 @@ class InjectionPlan:
   hidden: tuple[int | None, ...]
   reset_optimizer: bool
   freeze_encoder: bool
+  all_trainable: bool = False
+  stop_frozen_grad: bool = False
 
 
 def injection_plan(config, network: networks.QNetwork) -> InjectionPlan:
@@ -107,15 +120,29 @@ def injection_plan(config, network: networks.QNetwork) -> InjectionPlan:
   if hidden and all(network.is_output(name) for name in layers):
     raise ValueError(f"injection.hidden {hidden}: the target {c.target!r} is the output layer alone, which has no "
                      "hidden units to grow; target a suffix with a hidden layer (e.g. 'head') or drop injection.hidden")
-  return InjectionPlan(frames, layers, hidden or (None,) * len(frames),
-                       bool(c.reset_optimizer), bool(c.freeze_encoder))
+  all_trainable, stop_frozen_grad = bool(c.get("all_trainable", False)), bool(c.get("stop_frozen_grad", False))
+  if all_trainable and stop_frozen_grad:
+    raise ValueError("injection.stop_frozen_grad acts on frozen heads, and injection.all_trainable leaves none")
+  if stop_frozen_grad and layers[0] == network.layer_names[0]:
+    raise ValueError(f"injection.stop_frozen_grad: the target {c.target!r} covers every layer, so no layer before "
+                     "the branch could get the frozen heads' gradient")
+  if stop_frozen_grad and c.freeze_encoder:
+    raise ValueError("injection.stop_frozen_grad with injection.freeze_encoder: the frozen layers before the branch "
+                     "get no gradient anyway")
+  if all_trainable and config.get("expansion", {}).get("enabled", False):
+    raise ValueError("injection.all_trainable with expansion: the unit masks cover the main path, not the branches")
+  if all_trainable and config.get("regularizer", {}).get("kind", "none") == "l2_init":
+    raise ValueError("injection.all_trainable with regularizer.kind 'l2_init': trainable branches have no θ₀")
+  return InjectionPlan(frames, layers, hidden or (None,) * len(frames), bool(c.reset_optimizer),
+                       bool(c.freeze_encoder), all_trainable, stop_frozen_grad)
 
 
 def injection(agent: dqn.DQNAgent, plan: InjectionPlan, hidden: int | None = None) -> interventions.Intervention:
   """The intervention that injects what `plan` targets (a `hidden`-unit head when given)."""
   return lambda state, rng, batch: inject(
       state, rng, network=agent.network, optimizer=agent.optimizer, obs_shape=agent.obs_shape,
-      layers=plan.layers, hidden=hidden, reset_optimizer=plan.reset_optimizer, freeze_encoder=plan.freeze_encoder)
+      layers=plan.layers, hidden=hidden, reset_optimizer=plan.reset_optimizer, freeze_encoder=plan.freeze_encoder,
+      all_trainable=plan.all_trainable, stop_frozen_grad=plan.stop_frozen_grad)
 
 
 @interventions.register("injection")

@@ -245,3 +245,93 @@ def test_injection_leaves_a_dueling_network_unchanged():
   updated, _ = agent.update(injected, random_batch(5))  # The dueling branches train.
   assert float(jnp.max(jnp.abs(agent.network.apply(updated.params, obs) - agent.network.apply(injected.params, obs)))) \
       > 0
+
+
+# ----------------------------------------------------------------------------- the paper's ablations
+
+
+def test_all_trainable_keeps_q_and_trains_all_three_heads():
+  agent = make_agent()
+  state = trained_state(agent)
+  obs = real_observations()
+  injected = inject(agent, state, all_trainable=True)
+  for tree in ("params", "target_params"):  # Exact at the injection, as the frozen layout is.
+    chex.assert_trees_all_equal(agent.network.apply(getattr(injected, tree), obs),
+                                agent.network.apply(getattr(state, tree), obs))
+  head = params_tree.count_params(params_tree.trainable(state.params)["head"])
+  assert params_tree.count_trainable(injected.params) == params_tree.count_trainable(state.params) + 2 * head
+  assert params_tree.count_frozen(injected.params) == 0 and params_tree.branches_trainable(injected.params)
+  updated = injected
+  for i in range(3):
+    updated, _ = agent.update(updated, random_batch(50 + i))
+  for old, new in ((injected, updated),):  # h_θ (plus_0), θ'₂ (minus_0) and θ'₁ (the slot) all move.
+    for branch in (params_tree.plus_branches, params_tree.minus_branches):
+      moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), branch(new.params)[0], branch(old.params)[0])
+      assert all(jax.tree.leaves(moved)), branch.__name__
+  # Their optimizer statistics exist (fresh at the injection), beside the slot's kept ones.
+  assert len(jax.tree.leaves(injected.opt_state)) > len(jax.tree.leaves(state.opt_state))
+  again = inject(agent, updated, seed=2, all_trainable=True)  # A second injection appends to the trainable pairs.
+  assert params_tree.num_injections(again.params) == 2
+  chex.assert_trees_all_close(agent.network.apply(again.params, obs), agent.network.apply(updated.params, obs),
+                              atol=1e-5)
+  with pytest.raises(ValueError, match="all_trainable"):  # A run's injections share the layout.
+    inject(agent, updated, seed=2)
+
+
+def test_stop_frozen_grad_cuts_the_frozen_heads_gradient_into_the_encoder():
+  agent = make_agent()
+  state = trained_state(agent)
+  obs = real_observations()
+  plain, stopped = inject(agent, state), inject(agent, state, stop_frozen_grad=True)
+  chex.assert_trees_all_equal(agent.network.apply(stopped.params, obs), agent.network.apply(state.params, obs))
+  batch = random_batch(7)
+  grad = lambda s: jax.grad(agent.loss, has_aux=True)(params_tree.trainable(s.params), s, batch)[0]
+  # With the fresh head zeroed, the encoder's only gradient is through the frozen heads (see above): none when stopped.
+  zero = lambda s: s.replace(params=params_tree.replace_trainable(s.params, jax.tree.map(
+      jnp.zeros_like, params_tree.trainable(s.params)["head"])))
+  assert float(optax_norm(grad(zero(plain))["encoder"])) > 0
+  assert float(optax_norm(grad(zero(stopped))["encoder"])) == 0
+  # With a trained head too, the frozen heads' share of the encoder's gradient is gone: the gradients differ.
+  assert float(optax_norm(jax.tree.map(jnp.subtract, grad(plain)["encoder"], grad(stopped)["encoder"]))) > 1e-6
+  again, _ = agent.update(stopped, batch)
+  assert params_tree.frozen_grad_stopped(inject(agent, again, seed=2, stop_frozen_grad=True).params)
+  with pytest.raises(ValueError, match="stop_frozen_grad"):
+    inject(agent, again, seed=2)
+
+
+def _ablation_config(**injection):
+  config = config_lib.base_config()
+  config.injection.frames = (50_000_000,)
+  config.injection.update(injection)
+  return config
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"all_trainable": True, "stop_frozen_grad": True}, "^injection.stop_frozen_grad acts on frozen heads"),
+    ({"stop_frozen_grad": True, "target": "last_k:5"}, "^injection.stop_frozen_grad: the target 'last_k:5' covers"),
+    ({"stop_frozen_grad": True, "freeze_encoder": True}, "^injection.stop_frozen_grad with injection.freeze_encoder"),
+])
+def test_ablations_refused_where_they_cannot_act(fields, message):
+  network = make_agent().network
+  config = _ablation_config(**fields)
+  with pytest.raises(ValueError, match=message):
+    surgery.injection_plan(config, network)
+  config.injection.update(all_trainable=True, stop_frozen_grad=False, freeze_encoder=False, target="head")
+  config.expansion.enabled = True
+  with pytest.raises(ValueError, match="^injection.all_trainable with expansion"):
+    surgery.injection_plan(config, network)
+  config.expansion.enabled = False
+  config.regularizer.kind = "l2_init"
+  with pytest.raises(ValueError, match="^injection.all_trainable with regularizer.kind 'l2_init'"):
+    surgery.injection_plan(config, network)
+
+
+def test_ablation_fields_reach_the_scheduled_injection():
+  agent = make_agent()
+  plan = surgery.injection_plan(_ablation_config(all_trainable=True), agent.network)
+  assert plan.all_trainable and not plan.stop_frozen_grad
+  injected = surgery.injection(agent, plan)(trained_state(agent), jax.random.key(1), None)
+  assert params_tree.branches_trainable(injected.params)
+  plan = surgery.injection_plan(_ablation_config(stop_frozen_grad=True), agent.network)
+  injected = surgery.injection(agent, plan)(trained_state(agent), jax.random.key(1), None)
+  assert params_tree.frozen_grad_stopped(injected.params) and not params_tree.branches_trainable(injected.params)

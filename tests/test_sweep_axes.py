@@ -206,3 +206,20 @@ def test_a_root_keeps_the_names_its_manifest_holds(tmp_path):
   again = sweep.Manifest.open(str(tmp_path), sweep.config_spec(SMOKE), [])
   assert again.variants() == {"inject@2000": {"injection.frames": [2000]}}
   assert list(_grid(["inject@2k", "inject@3k"], [], keep=again.variants())[0]) == ["inject@2000", "inject@3k"]
+
+
+def test_injection_target_as_an_axis_has_distinct_labels_and_directories(tmp_path):
+  """The last_k ablation (injection.target "last_k:K") sweeps as any field: one label per target, read back."""
+  args = [f"--config={sweep.config_spec(SMOKE)}", "--config.total_frames=3000"]
+  typed = sweep.type_axes(args, [axes.parse_axis("injection.target=head,last_k:3")])
+  assert typed == [("injection.target", ["head", "last_k:3"])]
+  variants, _ = _grid(["inject@2k"], typed)
+  assert list(variants) == ["inject@2k+injection.target=head", "inject@2k+injection.target=last_k:3"]
+  assert VARIANTS.get_variant("inject@2k+injection.target=last_k:3") == {"injection.frames": (2000,),
+                                                                          "injection.target": "last_k:3"}
+  result = _launch(f"--config={SMOKE}", f"--root={tmp_path / 'sweep'}", "--games=Pong", "--variants=inject@2k",
+                   "--axis=injection.target=head,last_k:3", "--config.total_frames=3000", "--dry_run")
+  assert result.returncode == 0, result.stderr
+  assert [line for line in result.stdout.splitlines() if "pending  " in line] == [
+      "  pending  Pong/inject@2k+injection.target=head/seed_0",
+      "  pending  Pong/inject@2k+injection.target=last_k_3/seed_0"]  # The directory spells ':' as '_'.

@@ -4,7 +4,8 @@ config.injection.trigger (triggers.py: the rule, its fields and their validation
 metrics row, the metric's value enters a window of `window` calls; when its mean is above (or below)
 `threshold`, at least `min_gap_frames` after the last firing and with fewer than `max_count` firings so far,
 the seed's learner gets an injection of config.injection's target (`target`, `reset_optimizer`,
-`freeze_encoder`, as the scheduled ones), logged as an "injection" event with the metric and its mean.
+`freeze_encoder`, `all_trainable`, `stop_frozen_grad`, as the scheduled ones), logged as an "injection"
+event with the metric and its mean.
 Per seed: each seed's window and count are its own (the loop keeps one state per seed).
 """
 
@@ -25,13 +26,16 @@ class InjectionTrigger(base.Hooks):
   target: str = "head"
   reset_optimizer: bool = False
   freeze_encoder: bool = False
+  all_trainable: bool = False
+  stop_frozen_grad: bool = False
 
   @classmethod
   def from_config(cls, config) -> "InjectionTrigger | None":
     c = config.injection
     if not c.trigger.metric:
       return None
-    return cls(triggers.spec_from_config(c.trigger), str(c.target), bool(c.reset_optimizer), bool(c.freeze_encoder))
+    return cls(triggers.spec_from_config(c.trigger), str(c.target), bool(c.reset_optimizer), bool(c.freeze_encoder),
+               bool(c.get("all_trainable", False)), bool(c.get("stop_frozen_grad", False)))
 
   def init_loop_state(self) -> triggers.TriggerState:
     return triggers.init_trigger(self.spec)
@@ -49,6 +53,7 @@ class InjectionTrigger(base.Hooks):
     from plasticity_rl import surgery  # pylint: disable=g-import-not-at-top  (surgery imports the agent)
     plan = surgery.InjectionPlan(frames=(), layers=surgery.resolve_target(agent.network, self.target),
                                  hidden=(None,), reset_optimizer=self.reset_optimizer,
-                                 freeze_encoder=self.freeze_encoder)
+                                 freeze_encoder=self.freeze_encoder, all_trainable=self.all_trainable,
+                                 stop_frozen_grad=self.stop_frozen_grad)
     return loop_state, [("injection", surgery.injection(agent, plan),
                          {"trigger": self.spec.metric, "trigger_mean": loop_state.last_mean})]
