@@ -15,6 +15,7 @@ from plasticity_rl.agents import dqn
 from plasticity_rl.envs import atari
 from plasticity_rl import augment
 from plasticity_rl import checkpoint
+from plasticity_rl import device_loop
 from plasticity_rl import expansion
 from plasticity_rl import interventions
 from plasticity_rl import metrics
@@ -42,6 +43,13 @@ def base_config() -> ml_collections.ConfigDict:
   # devices), "loop" (one jitted call per seed) or "auto": vmap on GPU/TPU, loop on CPU (docs/performance.md).
   c.seed_batching = "auto"
   c.total_frames = 200_000_000  # Emulator frames (agent steps × 4), the papers' unit.
+
+  c.loop = ml_collections.ConfigDict()  # Where the loop runs (device_loop.py, docs/performance.md).
+  # "host" (train.py: a Python iteration per agent step), "device" (K agent steps — acting, envpool's XLA step,
+  # replay adds, the updates due — in one jitted scan, between cadence and intervention frames), or "auto": the
+  # device path where it was measured faster (device_loop.DEVICE_FASTER_ON; so far nowhere), else the host path.
+  c.loop.backend = "auto"
+  c.loop.chunk_steps = 256  # Device path: agent steps per jitted call at most (one compile; shorter chunks skip).
 
   c.env = ml_collections.ConfigDict()
   c.env.protocol = "dqn_zoo"  # Training envs: "dqn_zoo" or "machado" (envs/atari.py).
@@ -269,6 +277,29 @@ def check_variant_label(c: ml_collections.ConfigDict, variants=None) -> None:
           "or give the run another label")
 
 
+def _backend(c: ml_collections.ConfigDict) -> str:
+  """config.loop.backend resolved ("host" or "device"); ConfigError naming the field when unknown."""
+  try:
+    return device_loop.resolve_backend(c.loop.backend)
+  except ValueError as e:
+    _fail("loop.backend", str(e))
+
+
+def validate_loop(c: ml_collections.ConfigDict) -> None:
+  """config.loop: the device path's limits, each refused with the field named."""
+  if _backend(c) == "host":
+    return
+  if c.loop.chunk_steps < 1:
+    _fail("loop.chunk_steps", f"must be ≥ 1, got {c.loop.chunk_steps!r}")
+  if c.num_seeds > 1 and c.seed_batching == "vmap":
+    _fail("seed_batching", "'vmap' has no device path (envpool's XLA step has no batching rule): the device path "
+          "runs the seeds one after another; use seed_batching='loop' or 'auto', or loop.backend='host'")
+  sampler = device_loop.host_only_sampler(c)
+  if sampler:
+    _fail("loop.backend", f"{sampler} replaces the learner's replay sampler, which the device path does not run: "
+          "use loop.backend='host'")
+
+
 def _inactive(c: ml_collections.ConfigDict) -> list[tuple[tuple[str, ...], str]]:
   """The (fields or sections, reason) that compute nothing in config c (see `refuse_inactive`)."""
   schedule = lambda s: bool(s.frames) or s.period_frames > 0
@@ -290,6 +321,7 @@ def _inactive(c: ml_collections.ConfigDict) -> list[tuple[tuple[str, ...], str]]
       (not c.reincarnate.path, ("reincarnate.load",), "reincarnate.path is empty"),
       (not c.eval.record_video, ("eval.video_frames", "eval.video_episodes"), "eval.record_video is False"),
       (not c.log.wandb, ("log.wandb_project", "log.wandb_mode"), "log.wandb is False"),
+      (_backend(c) == "host", ("loop.chunk_steps",), f"loop.backend {c.loop.backend!r} runs the host path"),
   ]
   out.extend(interventions.inactive(c))  # The sections the interventions own.
   for name in ("reset", "redo", "shrink_perturb"):
@@ -425,6 +457,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("seed", f"must be in [0, 2**32 - num_seeds], got {c.seed!r}")
   if c.seed_batching not in SEED_BATCHING:
     _fail("seed_batching", f"unknown {c.seed_batching!r}; allowed: {list(SEED_BATCHING)}")
+  validate_loop(c)
   if c.replay.learning_starts_frames >= c.total_frames:
     _fail("replay.learning_starts_frames", f"must be < total_frames ({c.total_frames}): no update would run")
   if c.checkpoint.period_frames < 0:

@@ -246,6 +246,18 @@ class SeedLearner:
         group.sums = info if group.sums is None else accumulate(group.sums, info)
       group.counts += np.array(dues)
 
+  def take(self, i: int) -> tuple[dqn.TrainState, jax.Array, dict | None, int]:
+    """Seed i's state, act key, info sum (None: none yet) and count, for a caller that updates them itself (the
+    device path's chunks, device_loop.py) and hands them back with `give`; "loop" batching only."""
+    if self.batching != "loop":
+      raise ValueError("the device path runs seeds one after another: seed_batching must be 'loop'")
+    return self._states[i], self._keys[i], self._sums[i], self._counts[i]
+
+  def give(self, i: int, state: dqn.TrainState, key: jax.Array, info_sum: dict | None, count: int) -> None:
+    """Seed i after a caller's updates (`take`): the state as the caller's program returned it (not copied)."""
+    self._states[i], self._keys[i] = state, key
+    self._sums[i], self._counts[i] = (info_sum if count else None), count
+
   # -- the infos' running sums ---------------------------------------------------------------------------------
 
   def _take_group_infos(self) -> tuple[list, list]:

@@ -19,6 +19,7 @@ from typing import Any
 import jax
 
 from plasticity_rl import interventions
+from plasticity_rl.agents import dqn
 
 # A checkpoint's `loop` dict, as written since checkpoints exist (next_metrics, trigger, expansion_review and
 # replay_ratio_state came later; a checkpoint without them resumes with their initial values). Three
@@ -28,6 +29,13 @@ LEGACY_KEYS = ("trigger", "expansion_review", "replay_ratio_state")
 LOOP_KEYS = ("frames", "updates", "episodes", "updates_due", "next_log", "next_eval", "recent_returns", "eval_means",
              "info_count", "next_metrics", *LEGACY_KEYS, "info_sum", "wall_seconds", "interventions")
 RECENT_RETURNS = 20  # The training episodes the progress line and `episode_return_recent` average.
+
+
+def epsilon(config, frames: int) -> float:
+  """ε of the agent steps taken at `frames` (config.exploration, after the learning-starts offset)."""
+  e = config.exploration
+  return dqn.linear_epsilon(frames, start=e.epsilon_start, end=e.epsilon_end, decay_frames=e.decay_frames,
+                            offset_frames=config.replay.learning_starts_frames)
 
 
 def next_multiple(frames: int, period: int) -> int:
@@ -129,6 +137,17 @@ class SeedLoop:
     for hook in self.hooks:
       ratio = hook.replay_ratio(self.hook_states[hook.name], frames, ratio)
     return ratio
+
+  def take_updates_due(self, config, frames: int) -> int:
+    """The whole updates due after an iteration's agent steps at `frames` (every env's step at the replay ratio
+    in force); the fraction carries over (`updates_due`), and `updates` counts them."""
+    self.updates_due += config.env.num_envs * self.replay_ratio(config, frames)
+    due = 0
+    while self.updates_due >= 1.0:
+      due += 1
+      self.updates_due -= 1.0
+    self.updates += due
+    return due
 
   def sample(self, replay, count: int, batch_size: int) -> dict[str, Any]:
     """The iteration's `count` learner batches [count, B, …]: the first sampler hook's, else uniform."""

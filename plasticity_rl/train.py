@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plasticity_rl import checkpoint as checkpoint_lib
+from plasticity_rl import device_loop
 from plasticity_rl import expansion
 from plasticity_rl import interventions
 from plasticity_rl import learner as learner_lib
@@ -270,6 +271,7 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
   """
   game, num_envs, n = config.game, config.env.num_envs, len(runs)
   multi = config.num_seeds > 1
+  on_device = device_loop.resolve_backend(config.loop.backend) == "device"
   logging.info("%s on %s: making the envs (%d training, %d evaluation%s), the replay%s and the agent…", game,
                jax.default_backend(), num_envs, config.eval.num_episodes, f"; ×{n} seeds" if multi else "",
                "s" if multi else "")
@@ -288,8 +290,9 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
     states.append(agent.init(init_rng))
     act_keys.append(act_rng)
     run.loop = loop_state.SeedLoop.start(run.config, eval_rng, surgery_rng)  # Its own seed (the review's draws).
-    run.replay = replay_lib.ReplayBuffer(config.replay.capacity, num_envs, n_step=config.replay.n_step,
-                                         gamma=config.learner.gamma, seed=run.seed)
+    make_replay = device_loop.DeviceReplayBuffer if on_device else replay_lib.ReplayBuffer
+    run.replay = make_replay(config.replay.capacity, num_envs, n_step=config.replay.n_step,
+                             gamma=config.learner.gamma, seed=run.seed)
   schedule = interventions.make_schedule(config, agent)
 
   # Where each seed starts: its own checkpoint (resume), a saved agent (reincarnation) or nothing.
@@ -359,6 +362,7 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
       raise ValueError(f"train protocol {config.env.protocol!r} has {train_envs.action_space.n} actions but eval "
                        f"protocol {config.eval.protocol!r} has {agent.num_actions}: use protocols with one action set")
     run.stepper, run.episodes = atari.AtariStepper(train_envs, config.env.protocol), Episodes.zeros(num_envs)
+  device = device_loop.DevicePath(config, agent, [run.stepper.envs for run in runs]) if on_device else None
   if multi:
     logging.info("%s: %d seeds %s (%s; %s), %d actions, %s params each, replay %.2f GB each", game, n,
                  [run.seed for run in runs], learner.batching,
@@ -372,7 +376,7 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
     logging.info("resuming %s at %s frames, %s updates", f"{n} seeds" if multi else f"from {resumed[0].path}",
                  f"{frames:,}", f"{runs[0].loop.updates:,}")
   stacker = atari.FrameStacker(n * num_envs)
-  steps = [run.stepper.reset() for run in runs]
+  steps = [run.stepper.reset() for run in runs] if device is None else None
   del states  # The learner's now.
 
   def wall_seconds() -> float:
@@ -489,13 +493,12 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
     return (f"{done} | {rates['fps']:.0f} fps | {rates['updates_per_s']:.1f} upd/s | ε {epsilon:.3f} | "
             f"return {returns[0]} | loss {loss} | {eta}")
 
-  maybe_eval()  # Only an evaluation a stopped run left due.
-  while frames < config.total_frames and not stop():
+  def host_step() -> tuple[np.ndarray, float]:
+    """One iteration of the host path: every env's agent step, the updates due, the envs' next step."""
+    nonlocal frames, steps
     obs = stacker.push(np.concatenate([st.frame for st in steps]), np.concatenate([st.first for st in steps]))
     seed_obs = obs.reshape(n, num_envs, *obs.shape[1:])
-    epsilon = dqn.linear_epsilon(frames, start=config.exploration.epsilon_start, end=config.exploration.epsilon_end,
-                                 decay_frames=config.exploration.decay_frames,
-                                 offset_frames=config.replay.learning_starts_frames)
+    epsilon = loop_state.epsilon(config, frames)
     actions = learner.act(seed_obs, epsilon)
     for run, step, seed_actions in zip(runs, steps, actions):
       reward = step.reward if config.learner.reward_clip == 0 else np.clip(
@@ -507,12 +510,7 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
     if frames >= learning_starts:  # The updates see the replay as it is after this add, as before.
       batches = []
       for run in runs:  # Each seed's updates due at its replay ratio, as one [due, B] draw.
-        run.loop.updates_due += num_envs * run.loop.replay_ratio(config, frames)
-        due = 0
-        while run.loop.updates_due >= 1.0:
-          due += 1
-          run.loop.updates_due -= 1.0
-        run.loop.updates += due
+        due = run.loop.take_updates_due(config, frames)
         batches.append(run.loop.sample(run.replay, due, config.learner.batch_size) if due else None)
       learner.update(batches, frames)  # Runs async; one transfer per seed.
 
@@ -521,6 +519,30 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
       for ret, length in run.episodes.track(step):
         run.recorder.write(frames, "episode", {"episode_return": ret, "episode_frames": length})
         run.loop.add_episode(ret)
+    return seed_obs, epsilon
+
+  def next_boundary() -> int:
+    """The next frame count at which anything between iterations is due (the device path's chunks end there)."""
+    due = [cadence.next_log, cadence.next_eval, config.total_frames, cadence.next_metrics, cadence.next_save,
+           *(s.frames for s in schedule.pending)]
+    return min(f for f in due if f is not None and f > frames)
+
+  def device_chunk() -> tuple[jax.Array, float]:
+    nonlocal frames
+    frames, seed_obs, epsilon, finished = device.advance(runs, learner, frames, next_boundary(), learning_starts,
+                                                         compilation)
+    for run, episodes in zip(runs, finished):
+      for at, ret, length in episodes:
+        run.recorder.write(at, "episode", {"episode_return": ret, "episode_frames": length})
+        run.loop.add_episode(ret)
+    return seed_obs, epsilon
+
+  maybe_eval()  # Only an evaluation a stopped run left due.
+  while frames < config.total_frames and not stop():
+    if device is not None:
+      seed_obs, epsilon = device_chunk()
+    else:
+      seed_obs, epsilon = host_step()
 
     for scheduled in schedule.due(frames):
       apply_scheduled(scheduled, seed_obs)

@@ -5,6 +5,8 @@
   python scripts/benchmark.py --nofull_width --profile_iterations=0 --json=-   # JSON on stdout too
   python scripts/benchmark.py --seeds=1,4 --seed_batching=loop,vmap          # both ways of batching seeds
   python scripts/benchmark.py --seeds=                                       # no multi-seed rows
+  python scripts/benchmark.py --nofull_width --noinjections --profile_iterations=0 --seeds=1,4,8,16 \
+      --backends=host,device --seed_full_width                      # issue 17's table: both loop paths
 
 Columns: the config, and (unless --nofull_width) the same config with the
 full-width Nature CNN at replay ratio 0.25, batch 32 (profile_loop.full_width).
@@ -18,8 +20,10 @@ iteration from scripts/profile_loop.py. Below the table: update steps/s after
 1 and 3 injections of the config (and the ratios), and the load average, to
 read the figures against (other jobs on the machine slow every figure).
 
-The second table, "multi-seed", has one row per seed count N of --seeds (and
-per way of batching them, --seed_batching): config.num_seeds = N trained by
+The second table, "multi-seed", has one row per loop path of --backends
+(config.loop.backend: the host path, and the device path of device_loop.py —
+acting, env steps, replay adds and updates in one jitted scan per chunk), seed
+count N of --seeds and (host path) way of batching them, --seed_batching: config.num_seeds = N trained by
 multi_seed.train_seeds, on --config at replay ratio 0.25, batch 32 (or the
 full-width column's network with --seed_full_width), each row in a fresh
 process (so that its peak RSS is its own). The replay of every seed is capped
@@ -76,6 +80,9 @@ _PROFILE = flags.DEFINE_integer("profile_iterations", 200, "Loop iterations per 
 _SEEDS = flags.DEFINE_list("seeds", ["1", "4", "8", "16"], "Seed counts of the multi-seed rows; empty: none.")
 _SEED_BATCHING = flags.DEFINE_list("seed_batching", ["auto"], "config.seed_batching of the multi-seed rows "
                                    "(auto, vmap, loop; a list times each).")
+_BACKENDS = flags.DEFINE_list("backends", ["host", "device"], "config.loop.backend of the multi-seed rows (host, "
+                               "device; a list times each, side by side: device_loop.py). The device rows run "
+                               "their seeds one after another (seed_batching 'loop').")
 _SEED_FRAMES = flags.DEFINE_integer("seed_frames", 4_000, "Training frames per seed to time per multi-seed row "
                                     "(after warm-up).")
 _SEED_CAPACITY = flags.DEFINE_integer("seed_replay_capacity", 20_000, "Replay transitions per seed in the multi-seed "
@@ -206,22 +213,26 @@ def seed_rows_config(config, capacity: int, full: bool):
   return out
 
 
-def multi_seed_fps(config, num_seeds: int, batching: str, frames: int) -> dict[str, object]:
-  """Trains `num_seeds` seeds together (multi_seed.train_seeds) for `frames` frames each after warm-up.
+def multi_seed_fps(config, num_seeds: int, batching: str, frames: int, backend: str = "host") -> dict[str, object]:
+  """Trains `num_seeds` seeds together (multi_seed.train_seeds) for `frames` frames each after warm-up, on the
+  loop `backend` (config.loop.backend: "host" or "device").
 
   Frames/s and updates/s are a seed's (from the first seed's log rows, as training_fps reads them; every seed
   steps in the same loop iterations); the aggregate figures are num_seeds × those. The peak RSS is this
   process's so far (own_peak_rss_gib): run each call in a fresh process for a figure of its own (`isolated`).
   """
   config = timed_config(config, frames)
-  config.num_seeds, config.seed_batching = num_seeds, batching
+  config.num_seeds, config.seed_batching, config.loop.backend = num_seeds, batching, backend
+  if backend == "device":
+    config.loop.chunk_steps = max(1, config.log.period_frames // (config.env.num_envs * atari.FRAME_SKIP))
   config_lib.validate(config)
   checkpoint.quiet_orbax_logs()  # Dozens of INFO lines per seed's save.
   with tempfile.TemporaryDirectory() as workdir:
     multi_seed.train_seeds(config, workdir)
     rates = steady_rates(multi_seed.seed_workdir(workdir, config.seed), config.replay.learning_starts_frames)
   fps, updates_per_s = rates["fps"], rates["updates_per_s"]
-  return {"num_seeds": num_seeds, "batching": multi_seed.resolve_batching(batching), "per_seed_fps": fps,
+  return {"num_seeds": num_seeds, "batching": multi_seed.resolve_batching(batching), "backend": backend,
+          "per_seed_fps": fps,
           "aggregate_fps": num_seeds * fps, "updates_per_s_per_seed": updates_per_s,
           "aggregate_updates_per_s": num_seeds * updates_per_s,
           "peak_rss_gib": own_peak_rss_gib(), "device_peak_memory": device_memory(),
@@ -249,8 +260,10 @@ def isolated(fn, *args):
     return pool.submit(fn, *args).result()
 
 
-def seed_rows(config, seeds: list[int], batchings: list[str], frames: int, capacity: int, full: bool):
-  """The multi-seed figures: {"setup", "replay_capacity_per_seed", …, "rows": [one dict per (batching, N)]}."""
+def seed_rows(config, seeds: list[int], batchings: list[str], frames: int, capacity: int, full: bool,
+              backends: tuple[str, ...] = ("host",)):
+  """The multi-seed figures: {"setup", "replay_capacity_per_seed", …, "rows": [one dict per (path, batching, N)]}:
+  the host path's rows per batching, then the device path's (its seeds one after another)."""
   rows_config = seed_rows_config(config, capacity, full)
   bytes_per_transition = replay_lib.ReplayBuffer(config.env.num_envs * 16, config.env.num_envs).bytes_per_transition
   # The replay's actual capacity (a whole number of transitions per env) and what the timed run writes of it.
@@ -260,17 +273,21 @@ def seed_rows(config, seeds: list[int], batchings: list[str], frames: int, capac
   resolved = {}  # Resolved batching -> the flag value that asked for it ("auto" resolves to one of the others).
   for b in batchings:
     resolved.setdefault(multi_seed.resolve_batching(b), b)
-  for batching, asked in resolved.items():
+  runs = [("host", batching, asked) for batching, asked in resolved.items()] if "host" in backends else []
+  runs += [("device", "loop", "loop")] if "device" in backends else []
+  for backend, batching, asked in runs:
     for n in seeds:
-      row = isolated(multi_seed_fps, rows_config, n, batching, frames)
+      row = isolated(multi_seed_fps, rows_config, n, batching, frames, backend)
       row["batching"] = batching if asked == batching else f"{batching} ({asked})"
       for key, full_capacity in (("host_gib_full_replays", capacity), ("host_gib_config_replays",
                                                                        config.replay.capacity)):
         row[key] = row["peak_rss_gib"] + n * max(full_capacity - written, 0) * bytes_per_transition / 2**30
       rows.append(row)
-      print(f"multi-seed: {n} seeds ({row['batching']}): {row['aggregate_fps']:,.0f} frames/s in all", flush=True)
+      print(f"multi-seed: {n} seeds ({backend} path, {row['batching']}): {row['aggregate_fps']:,.0f} frames/s in all",
+            flush=True)
   for row in rows:
-    single = next((r for r in rows if r["num_seeds"] == 1 and r["batching"] == row["batching"]), None)
+    single = next((r for r in rows if r["num_seeds"] == 1 and r["batching"] == row["batching"]
+                   and r["backend"] == row["backend"]), None)
     row["ratio_to_1_seed"] = row["aggregate_fps"] / single["aggregate_fps"] if single else None
   return {"setup": profile_loop.describe(rows_config), "replay_capacity_per_seed": capacity,
           "config_replay_capacity": config.replay.capacity,
@@ -279,7 +296,7 @@ def seed_rows(config, seeds: list[int], batchings: list[str], frames: int, capac
           "replay_transitions_written_per_seed": written, "rows": rows}
 
 
-_SEED_COLUMNS = (("num_seeds", "N", "d"), ("batching", "batching", None),
+_SEED_COLUMNS = (("backend", "path", None), ("num_seeds", "N", "d"), ("batching", "batching", None),
                  ("aggregate_fps", "frames/s, all seeds", ",.0f"), ("ratio_to_1_seed", "/ N=1", ".2f"),
                  ("per_seed_fps", "frames/s per seed", ",.0f"),
                  ("updates_per_s_per_seed", "updates/s per seed", ",.1f"),
@@ -357,6 +374,9 @@ def main(argv):
     cli.fail(f"--seeds: a comma list of seed counts, got {','.join(_SEEDS.value)!r}")
   if any(n < 1 for n in seeds):
     cli.fail(f"--seeds: every seed count must be ≥ 1, got {seeds}")
+  for backend in _BACKENDS.value:
+    if backend not in ("host", "device"):
+      cli.fail(f"--backends: unknown {backend!r}; allowed: host, device")
   for batching in _SEED_BATCHING.value:
     if batching not in config_lib.SEED_BATCHING:
       cli.fail(f"--seed_batching: unknown {batching!r}; allowed: {list(config_lib.SEED_BATCHING)}")
@@ -377,7 +397,7 @@ def main(argv):
         "updates_per_s_after_3_injections"]
   if seeds:
     figures["multi_seed"] = seed_rows(config, seeds, _SEED_BATCHING.value, _SEED_FRAMES.value, _SEED_CAPACITY.value,
-                                      _SEED_FULL.value)
+                                      _SEED_FULL.value, tuple(_BACKENDS.value))
   figures["load_average_end"] = os.getloadavg()
   figures["cpu_count"] = os.cpu_count()
   print(table(columns))

@@ -100,6 +100,7 @@ SCENARIOS = {
     # W&B offline (WANDB_MODE below). Hare & Tortoise here: it refuses injection, expansion and reincarnation.
     "outputs": {"eval.record_video": True, "log.wandb": True, "hare_tortoise.enabled": True,
                 "hare_tortoise.frames": (1_500,)},
+    "device": {"loop.backend": "device"},  # The device path (device_loop.py): loop.chunk_steps acts.
 }
 
 
