@@ -215,8 +215,9 @@ class QNetwork:
     """Outputs of the injected branches on the features x, one call each.
 
     Not stacked (one vmapped call over branches of the same shapes): on XLA:CPU the stacked forward is bit for bit
-    this one, but its backward sums the encoder's cotangents in another order (the update moves by 1–4 ulp), and it
-    is no faster there; scripts/update_cost.py --injections=0,1,2,3 --stacked measures both (docs/performance.md).
+    this one, but its backward sums the encoder's cotangents in another order (the update's last bits move), and
+    the update is 1.1–1.6× slower there; scripts/update_cost.py --injections=0,1,2,3 --stacked measures both
+    (docs/performance.md).
     """
     return [self._run_branch(b, x, start) for b in branches]
 
