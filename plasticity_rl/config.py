@@ -114,6 +114,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.injection.hidden = ()  # Growth: units of the fresh branch's hidden layers, one per injection; () keeps widths.
   c.injection.reset_optimizer = False  # Re-init the optimizer statistics of the injected slot.
   c.injection.freeze_encoder = False  # Ablation: also freeze every layer before the branch.
+  c.injection.all_trainable = False  # Ablation: h_θ, θ'₁ and θ'₂ all receive gradients (docs/interventions.md).
+  c.injection.stop_frozen_grad = False  # Ablation: no gradient from the frozen heads into the layers before them.
   c.injection.trigger = triggers.trigger_config()  # Inject when a plasticity metric crosses a threshold; off.
 
   c.metrics = metrics.metrics_config()  # Plasticity metrics on a replay probe batch (metrics.py, docs/metrics.md).
@@ -133,7 +135,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Reincarnation: start this (new) run from an agent another run saved. Named `path`, not `from`:
   # config_flags parses `--config.reincarnate.from=…` as Python, where `from` is a keyword (SyntaxError).
   c.reincarnate = ml_collections.ConfigDict()
-  c.reincarnate.path = ""  # A workdir or workdir/checkpoints/<frames> ("{seed}": each seed's number); "": off.
+  # A workdir or workdir/checkpoints/<frames> ("{seed}": each seed's number, "{game}": the game); "": off.
+  c.reincarnate.path = ""
   c.reincarnate.load = "params"  # "params", "params+optimizer", "params+optimizer+replay" or "all" (+ counters).
 
   c.log = ml_collections.ConfigDict()
@@ -309,7 +312,8 @@ def _inactive(c: ml_collections.ConfigDict) -> list[tuple[tuple[str, ...], str]]
        "learner.adaptive_replay_ratio.enabled is False"),
       (not c.injection.trigger.metric, ("injection.trigger",), "injection.trigger.metric is empty"),
       (not c.injection.frames and not c.injection.trigger.metric,
-       ("injection.target", "injection.hidden", "injection.reset_optimizer", "injection.freeze_encoder"),
+       ("injection.target", "injection.hidden", "injection.reset_optimizer", "injection.freeze_encoder",
+        "injection.all_trainable", "injection.stop_frozen_grad"),
        "no injection is scheduled (injection.frames and injection.trigger.metric are empty)"),
       (c.network.activation != "crelu", ("network.crelu_halve_width",), "network.activation is not 'crelu'"),
       (reg.kind == "none", ("regularizer",), "regularizer.kind is 'none'"),
@@ -469,17 +473,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
   validate_outputs(c)
   check_variant_label(c)
   refuse_inactive(c)
-  for path in sorted({reincarnate_path(c, seed) for seed in range(c.seed, c.seed + c.num_seeds)}):
+  for path in sorted({checkpoint.source_path(c, seed) for seed in range(c.seed, c.seed + c.num_seeds)}):
     if path and not os.path.isdir(path):
+      templates = [f"{t} is {what}" for t, what in (("{seed}", "each seed"), ("{game}", "the game"))
+                   if t in c.reincarnate.path]
       _fail("reincarnate.path", f"no such directory {path!r} (a workdir or a checkpoints/<frames> dir"
-            f"{'; {seed} is each seed' if '{seed}' in c.reincarnate.path else ''})")
+            f"{'; ' + ', '.join(templates) if templates else ''})")
     if path:
       check_reincarnated_network(c, path)
-
-
-def reincarnate_path(c: ml_collections.ConfigDict, seed: int) -> str:
-  """Seed `seed`'s reincarnation source: reincarnate.path with `{seed}` replaced (checkpoint.source_path)."""
-  return c.reincarnate.path.replace("{seed}", str(seed))
 
 
 WANDB_MODES = ("offline", "online")

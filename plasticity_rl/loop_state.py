@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 
+from plasticity_rl import compute_cost
 from plasticity_rl import interventions
 from plasticity_rl.agents import dqn
 
@@ -27,7 +28,7 @@ from plasticity_rl.agents import dqn
 # None when the intervention is off); any other intervention's is under "interventions", by name.
 LEGACY_KEYS = ("trigger", "expansion_review", "replay_ratio_state")
 LOOP_KEYS = ("frames", "updates", "episodes", "updates_due", "next_log", "next_eval", "recent_returns", "eval_means",
-             "info_count", "next_metrics", *LEGACY_KEYS, "info_sum", "wall_seconds", "interventions")
+             "info_count", "next_metrics", *LEGACY_KEYS, "info_sum", "wall_seconds", "interventions", "train_flops")
 RECENT_RETURNS = 20  # The training episodes the progress line and `episode_return_recent` average.
 
 
@@ -121,13 +122,15 @@ class SeedLoop:
   episodes: int = 0
   recent_returns: list[float] = dataclasses.field(default_factory=list)
   eval_means: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+  flops: compute_cost.FlopsCounter | None = None  # The training FLOPs so far (train rows' train_flops).
 
   @classmethod
   def start(cls, config, eval_rng: jax.Array, surgery_rng: jax.Array) -> "SeedLoop":
     """A new run's: the config's interventions with their initial loop states."""
     hooks = interventions.learner_hooks(config)
     return cls(eval_rng=eval_rng, surgery_rng=surgery_rng, hooks=hooks,
-               hook_states={h.name: h.init_loop_state() for h in hooks})
+               hook_states={h.name: h.init_loop_state() for h in hooks},
+               flops=compute_cost.FlopsCounter(config.learner.batch_size))
 
   # -- the loop hooks, in the interventions' order ----------------------------------------------------------
 
@@ -189,6 +192,8 @@ class SeedLoop:
     self.updates, self.updates_due, self.episodes = loop["updates"], loop["updates_due"], loop["episodes"]
     self.recent_returns = list(loop["recent_returns"])
     self.eval_means = [(int(f), float(r)) for f, r in loop["eval_means"]]
+    # The FLOPs of the updates before it (a checkpoint without them: counted from here on, at today's structure).
+    self.flops.train_flops, self.flops.counted_updates = float(loop.get("train_flops") or 0.0), self.updates
     if resumed:
       for hook in self.hooks:
         saved = (loop.get(hook.checkpoint_key) if hook.checkpoint_key else
@@ -202,6 +207,7 @@ class SeedLoop:
     out = {"frames": frames, "updates": self.updates, "episodes": self.episodes, "updates_due": self.updates_due,
            **cadence.to_dict(), "recent_returns": self.recent_returns, "eval_means": self.eval_means,
            "info_count": info_count, "info_sum": info_sum, "wall_seconds": wall_seconds,
+           "train_flops": self.flops.train_flops,
            **{key: None for key in LEGACY_KEYS}, "interventions": {}}
     for hook in self.hooks:
       saved = hook.loop_state_to_dict(self.hook_states[hook.name])

@@ -385,8 +385,11 @@ class ReplayBuffer:
         raise ValueError(f"{name} has shape {src.shape}, expected {dst[:, :filled].shape}.")
       dst[:, :filled] = src
     self._num_added = num_added
-    rng_state = np.asarray(state["rng_state"], np.uint8).tobytes().decode()
-    self._rng.bit_generator.state = json.loads(rng_state)
+    rng_state = json.loads(np.asarray(state["rng_state"], np.uint8).tobytes().decode())
+    if "jax_key" in rng_state:  # A device replay's (device_loop.DeviceReplayBuffer): a stream seeded by its key.
+      self._rng = np.random.default_rng([int(x) for x in rng_state["jax_key"]])
+    else:
+      self._rng.bit_generator.state = rng_state
 
   def reseed(self, seed: int) -> None:
     """Sampling from here on draws from `seed`'s stream, as a buffer made with `seed` does (the contents stay)."""

@@ -120,7 +120,7 @@ def injection_plan(config, network: networks.QNetwork) -> InjectionPlan:
   if hidden and all(network.is_output(name) for name in layers):
     raise ValueError(f"injection.hidden {hidden}: the target {c.target!r} is the output layer alone, which has no "
                      "hidden units to grow; target a suffix with a hidden layer (e.g. 'head') or drop injection.hidden")
-  all_trainable, stop_frozen_grad = bool(c.get("all_trainable", False)), bool(c.get("stop_frozen_grad", False))
+  all_trainable, stop_frozen_grad = bool(c.all_trainable), bool(c.stop_frozen_grad)
   if all_trainable and stop_frozen_grad:
     raise ValueError("injection.stop_frozen_grad acts on frozen heads, and injection.all_trainable leaves none")
   if stop_frozen_grad and layers[0] == network.layer_names[0]:

@@ -440,6 +440,7 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
     extra = {**extra, **fields}
     for row in rows:
       run.recorder.write(frames, "event", row)
+    run.loop.flops.advance(agent, state, run.loop.updates)  # The updates so far ran on the structure before it.
     new = intervention(state, rng, batch)
     event = {"name": name, **extra, **param_counts(new), **expansion.summary(agent.network, new),
              "max_abs_dq": probe_q_change(agent, state.params, new.params, probe),
@@ -554,9 +555,11 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
       rates = throughput.tick(frames, mean_updates())
       losses = learner.info_means()
       for run, state, info in zip(runs, learner.states, losses):
+        update_flops = run.loop.flops.advance(agent, state, run.loop.updates)
         scalars = {**rates, "epsilon": epsilon, "updates": run.loop.updates,
                    "replay_ratio": run.loop.replay_ratio(config, frames), **({"num_seeds": n} if multi else {}),
-                   **param_counts(state), **expansion.summary(agent.network, state), **info}
+                   **param_counts(state), **expansion.summary(agent.network, state), **info,
+                   "update_flops": update_flops, "train_flops": run.loop.flops.train_flops}
         if run.loop.recent_returns:
           scalars["episode_return_recent"] = float(np.mean(run.loop.recent_returns))
         run.recorder.write(frames, "train", scalars)
@@ -580,11 +583,13 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
     raise Preempted(stop.signum, frames)
   summaries, wall = [], wall_seconds()
   for run, state in zip(runs, learner.states):
+    run.loop.flops.advance(agent, state, run.loop.updates)
     means = run.loop.eval_means
     summary = {"game": game, "variant": config.variant, "seed": run.seed, "frames": frames,
                "updates": run.loop.updates, "episodes": run.loop.episodes, "final_eval_return": means[-1][1],
                "best_eval_return": max(m for _, m in means), "eval": means, "wall_seconds": wall,
-               **({"num_seeds": n} if multi else {}), **param_counts(state), "provenance": provenance}
+               **({"num_seeds": n} if multi else {}), **param_counts(state),
+               "train_flops": run.loop.flops.train_flops, "provenance": provenance}
     workdir_lib.write_json(os.path.join(run.workdir, "summary.json"), summary)
     if config.log.learning_curve:
       summary["learning_curve"] = learning_curve.plot_learning_curve(

@@ -99,3 +99,34 @@ def test_counter_sums_each_structures_updates_at_its_own_cost():
   injected = inject(agent, state, 1)
   after = counter.advance(agent, injected, 30)  # The 5 updates since the last row ran on the injected network.
   assert after > plain and counter.train_flops == 25 * plain + 5 * after
+
+
+@pytest.mark.slow
+def test_a_runs_train_rows_and_summary_carry_its_update_and_training_flops(tmp_path, fake_envpool):
+  from plasticity_rl import config as config_lib  # pylint: disable=g-import-not-at-top
+  from plasticity_rl import recorder  # pylint: disable=g-import-not-at-top
+  from plasticity_rl import testing  # pylint: disable=g-import-not-at-top
+  from plasticity_rl import train  # pylint: disable=g-import-not-at-top
+  from plasticity_rl import workdir  # pylint: disable=g-import-not-at-top
+  config = testing.configs_module("dqn").get_config("smoke")
+  config.injection.frames = (2_500,)  # Between two log rows: the interval's updates at both structures' costs.
+  config.log.learning_curve = False
+  config_lib.validate(config)
+  workdir.prepare_workdir(str(tmp_path), config)
+  summary = train.train(config, str(tmp_path))
+  rows = recorder.read_metrics(str(tmp_path), "train")
+  before, after = rows[1]["update_flops"], rows[-1]["update_flops"]
+  assert 0 < before < after and {r["update_flops"] for r in rows} == {before, after}
+  updates_at = {r["frames"]: r["updates"] for r in rows}
+  injected = next(r for r in recorder.read_metrics(str(tmp_path), "event") if r["name"] == "injection")
+  assert any(a["frames"] < injected["frames"] < b["frames"] for a, b in zip(rows, rows[1:]))
+  at_injection = testing.budget_updates(_with_total(config, injected["frames"]))  # Ran before the surgery.
+  expected = at_injection * before + (updates_at[config.total_frames] - at_injection) * after
+  assert rows[-1]["train_flops"] == pytest.approx(expected, rel=1e-12) and summary["train_flops"] == rows[-1][
+      "train_flops"]
+
+
+def _with_total(config, total_frames):
+  c = config.copy_and_resolve_references()
+  c.total_frames = total_frames
+  return c

@@ -168,6 +168,7 @@ def test_a_stopped_device_run_resumes_to_the_uninterrupted_budget_and_alike_each
     resumed.append(train.train(config, str(tmp_path / name)))
   for summary in resumed:
     assert (summary["frames"], summary["updates"]) == (whole["frames"], whole["updates"])
+    assert summary["train_flops"] == whole["train_flops"] > 0  # The counter resumes with the checkpoint.
     assert whole["updates"] == testing.budget_updates(config)
   assert _rows(tmp_path / "stopped_a") == _rows(tmp_path / "stopped_b")
   assert [r["kind"] for r in recorder_lib.read_metrics(str(tmp_path / "stopped_a"), "resume")] == ["resume"]
@@ -193,3 +194,18 @@ def test_seed_1_of_a_two_seed_device_run_with_an_injection_is_the_single_device_
   assert rows == _rows(tmp_path / "alone")
   assert recorder_lib.read_eval(multi_seed.seed_workdir(str(tmp_path / "two"), 1)) == recorder_lib.read_eval(
       str(tmp_path / "alone"))
+
+
+@pytest.mark.slow
+def test_either_path_reincarnates_the_others_saved_agent_with_its_replay(tmp_path, fake_envpool):
+  for saved, new in (("device", "host"), ("host", "device")):
+    _train(_smoke(**{"loop.backend": saved, "total_frames": 2_000, "eval.period_frames": 2_000}), tmp_path / saved)
+    config = _smoke(**{"loop.backend": new, "reincarnate.path": str(tmp_path / saved),
+                       "reincarnate.load": "params+optimizer+replay"})
+    summary = _train(config, tmp_path / f"{new}_from_{saved}")
+    run = next(r for r in recorder_lib.read_metrics(str(tmp_path / f"{new}_from_{saved}"), "run"))
+    assert run["reincarnate_load"] == "params+optimizer+replay" and summary["frames"] == config.total_frames
+    source, continued = _replay(tmp_path / saved), _replay(tmp_path / f"{new}_from_{saved}")
+    per_step = config.env.num_envs * atari.FRAME_SKIP  # The saved replay goes on filling.
+    assert continued["num_added"] == source["num_added"] + config.total_frames // per_step
+    np.testing.assert_array_equal(continued["frames"][:, :source["num_added"]], source["frames"])

@@ -32,6 +32,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 WRITE = os.environ.get("PLASTICITY_RL_WRITE_GOLDEN") == "1"
 # Wall-clock fields: they change from run to run.
 TIMINGS = {"fps", "updates_per_s", "blocking_seconds", "seconds", "wall_seconds"}
+# XLA's count of an update's FLOPs (compute_cost.py): the compiler's cost model, which a JAX release may change,
+# not the run's behaviour (tests/test_compute_cost.py checks the count; the golden rows predate it).
+ACCOUNTING = {"update_flops", "train_flops"}
 SKIPPED_KINDS = {"provenance"}  # Commit, versions, host: the run's identity, not its behaviour.
 
 
@@ -98,7 +101,7 @@ def _cpu() -> str:
 
 
 def _record(workdir: str) -> dict:
-  rows = [{k: v for k, v in r.items() if k not in TIMINGS}
+  rows = [{k: v for k, v in r.items() if k not in TIMINGS | ACCOUNTING}
           for r in recorder_lib.read_metrics(workdir) if r["kind"] not in SKIPPED_KINDS]
   evals = [[int(r["frames"]), float(r["episode_return"])] for r in recorder_lib.read_eval(workdir)]
   return {"metrics": rows, "eval": evals}

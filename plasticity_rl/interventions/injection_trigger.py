@@ -35,7 +35,7 @@ class InjectionTrigger(base.Hooks):
     if not c.trigger.metric:
       return None
     return cls(triggers.spec_from_config(c.trigger), str(c.target), bool(c.reset_optimizer), bool(c.freeze_encoder),
-               bool(c.get("all_trainable", False)), bool(c.get("stop_frozen_grad", False)))
+               bool(c.all_trainable), bool(c.stop_frozen_grad))
 
   def init_loop_state(self) -> triggers.TriggerState:
     return triggers.init_trigger(self.spec)
