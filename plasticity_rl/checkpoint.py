@@ -445,10 +445,12 @@ class Checkpointer:
 # -- reincarnation ---------------------------------------------------------------------
 
 
-def source_path(config) -> str:
-  """config.reincarnate.path with `{seed}` replaced by config.seed: seed n of an N-seed run (or of a sweep)
-  reincarnates seed n's agent, e.g. `ROOT/baseline/seed_{seed}`; a path without it is every seed's source."""
-  return config.reincarnate.path.replace("{seed}", str(config.seed))
+def source_path(config, seed: int | None = None) -> str:
+  """config.reincarnate.path with `{seed}` replaced by the seed (config.seed unless given) and `{game}` by
+  config.game: seed n of an N-seed run (or of a sweep) reincarnates seed n's agent of its own game, e.g.
+  `ROOT/{game}/baseline/seed_{seed}` (a sweep's layout); a path without them is every seed's (game's) source."""
+  seed = config.seed if seed is None else seed
+  return config.reincarnate.path.replace("{seed}", str(seed)).replace("{game}", str(config.game))
 
 
 def open_source(path: str) -> tuple[Checkpointer, int | None]:

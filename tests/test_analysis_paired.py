@@ -106,8 +106,20 @@ def test_paired_per_game_known_answers():
   assert rows.loc["Breakout", "delta_lo"] == rows.loc["Breakout", "delta_hi"] == pytest.approx(-10.0)
   assert rows.loc["Qbert", "relative"] == pytest.approx(100.0) and np.isnan(rows.loc["Qbert", "delta_lo"])
   assert list(table["few_runs"]) == [True, False, False]
+  assert list(table["verdict"]) == ["inconclusive", "better", "worse"]  # Qbert: one seed, no CI.
   assert notes == ["paired inject vs baseline, Pong: seed(s) [3] run by only one of them, left out (a pair needs "
                    "the same seed in both)"]
+
+
+def test_a_verdict_needs_a_ci_excluding_zero_over_three_seeds():
+  pong = RANDOM["Pong"]
+  mixed = _final({("inject", "Pong"): [pong + 5, pong - 5, pong + 1], ("baseline", "Pong"): [pong] * 3})
+  assert paired.per_game(mixed, "inject", "baseline", reps=1000, seed=0)[0].iloc[0]["verdict"] == "inconclusive"
+  two = _final({("inject", "Pong"): [pong + 5, pong + 6], ("baseline", "Pong"): [pong, pong]})
+  row = paired.per_game(two, "inject", "baseline", reps=1000, seed=0)[0].iloc[0]
+  assert row["delta_lo"] > 0 and row["verdict"] == "inconclusive"  # A CI from 2 seeds is no real interval.
+  assert paired.verdict(0.5, 2.0, 3) == "better" and paired.verdict(-2.0, -0.1, 5) == "worse"
+  assert paired.verdict(-0.1, 2.0, 10) == "inconclusive"
 
 
 def test_paired_bootstrap_keeps_the_seeds_paired():

@@ -148,6 +148,21 @@ def test_reincarnation_source_per_seed(tmp_path):
       str(tmp_path / "seed_0"), str(tmp_path / "seed_1")]
 
 
+
+def test_reincarnation_source_per_game_and_seed(tmp_path):
+  """`{game}` is the (canonical) game, as a sweep's ROOT/<game>/<variant>/seed_<n> names it: a diagnosis sweep
+  branches each game's seeds from their own baselines with one path."""
+  config = _smoke_config(num_seeds=2, game="pong")
+  config.reincarnate.path = str(tmp_path / "{game}" / "baseline" / "seed_{seed}")
+  (tmp_path / "Pong" / "baseline" / "seed_0").mkdir(parents=True)
+  with pytest.raises(config_lib.ConfigError, match=r"Pong/baseline/seed_1.*\{seed\} is each seed, \{game\} is the game"):
+    config_lib.validate(config)
+  (tmp_path / "Pong" / "baseline" / "seed_1").mkdir()
+  config_lib.validate(config)
+  assert [checkpoint.source_path(workdir_lib.seed_config(config, s)) for s in (0, 1)] == [
+      str(tmp_path / "Pong" / "baseline" / f"seed_{s}") for s in (0, 1)]
+
+
 def test_parent_workdir_may_not_be_a_run(tmp_path):
   workdir_lib.prepare_workdir(str(tmp_path), _smoke_config())
   with pytest.raises(workdir_lib.WorkdirError, match="single-seed run"):

@@ -11,7 +11,11 @@ the diagnosis's `…+inject` vs `…+continue`), each game gets
   seeds are resampled with replacement, X's and Y's score of a drawn seed together.
 
 Rows are sorted by relative improvement, largest first. A game with one common seed
-has no CI (NaN); one with fewer than stats.MIN_RUNS is flagged (`few_runs`).
+has no CI (NaN); one with fewer than stats.MIN_RUNS is flagged (`few_runs`). Each game's
+`verdict` (`verdict`): "better" or "worse" only where the CI of Δ excludes 0 and the game
+has at least stats.MIN_RUNS paired seeds, else "inconclusive" — for the diagnosis at scale
+(inject vs continue from each game's own saved agents), "better" is the game that had lost
+plasticity.
 """
 
 from typing import Sequence
@@ -24,7 +28,7 @@ from plasticity_rl.analysis import stats
 from plasticity_rl.analysis.load import AnalysisError
 
 COLUMNS = ("x", "y", "game", "seeds", "x_score", "y_score", "random", "delta", "delta_lo", "delta_hi",
-           "delta_hns", "relative", "relative_lo", "relative_hi", "few_runs")
+           "delta_hns", "relative", "relative_lo", "relative_hi", "few_runs", "verdict")
 
 
 def parse_pairs(specs: Sequence[str], variants: Sequence[str]) -> list[tuple[str, str]]:
@@ -43,6 +47,13 @@ def parse_pairs(specs: Sequence[str], variants: Sequence[str]) -> list[tuple[str
     if (x, y) not in pairs:
       pairs.append((x, y))
   return pairs
+
+
+def verdict(delta_lo: float, delta_hi: float, seeds: int) -> str:
+  """"better" / "worse" where the CI of Δ excludes 0 over ≥ stats.MIN_RUNS paired seeds, else "inconclusive"."""
+  if stats.few(seeds) or not np.isfinite(delta_lo) or not np.isfinite(delta_hi):
+    return "inconclusive"
+  return "better" if delta_lo > 0 else "worse" if delta_hi < 0 else "inconclusive"
 
 
 def per_game(final: pd.DataFrame, x: str, y: str, reps: int, seed: int) -> tuple[pd.DataFrame, list[str]]:
@@ -76,7 +87,8 @@ def per_game(final: pd.DataFrame, x: str, y: str, reps: int, seed: int) -> tuple
       rel_lo, rel_hi = stats.percentile_ci(boot_relative)
     rows.append(dict(x=x, y=y, game=game, seeds=len(seeds), x_score=x_score, y_score=y_score, random=random,
                      delta=delta, delta_lo=lo, delta_hi=hi, delta_hns=delta / (human - random),
-                     relative=relative, relative_lo=rel_lo, relative_hi=rel_hi, few_runs=stats.few(len(seeds))))
+                     relative=relative, relative_lo=rel_lo, relative_hi=rel_hi, few_runs=stats.few(len(seeds)),
+                     verdict=verdict(lo, hi, len(seeds))))
   out = pd.DataFrame(rows, columns=list(COLUMNS))
   if len(out):
     out = out.sort_values(["relative", "delta"], ascending=False, na_position="last", kind="stable")

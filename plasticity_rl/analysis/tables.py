@@ -157,7 +157,7 @@ def paired_frame(rows: pd.DataFrame) -> pd.DataFrame:
       "Δ score [95 % CI]": [_interval(*v, ".1f") for v in zip(rows["delta"], rows["delta_lo"], rows["delta_hi"])],
       "Relative [95 % CI]": [_interval(*v, ".1f", " %") for v in
                              zip(rows["relative"], rows["relative_lo"], rows["relative_hi"])],
-      "Δ HNS": [f"{v:+.3f}" for v in rows["delta_hns"]]})
+      "Δ HNS": [f"{v:+.3f}" for v in rows["delta_hns"]], "Verdict": list(rows["verdict"])})
 
 
 def paired_markdown(paired: pd.DataFrame, improvement: pd.DataFrame) -> str:
@@ -171,7 +171,8 @@ def paired_markdown(paired: pd.DataFrame, improvement: pd.DataFrame) -> str:
         f"## Per-game benefit: {x} vs {y}\n\n{len(rows)} games, {seed_text} paired seeds per game.\n\n"
         f"{markdown(paired_frame(rows))}\nFinal raw score, mean over the seeds both ran. Δ = {x} − {y}; "
         f"relative = Δ / |{y} − random| × 100 %; Δ HNS = Δ / (human − random). 95 % percentile CIs from a "
-        "paired bootstrap over seeds. Sorted by relative improvement.\n" +
+        f"paired bootstrap over seeds. Sorted by relative improvement. Verdict: {x} better or worse only where "
+        f"the CI of Δ excludes 0 over ≥ {stats.MIN_RUNS} seeds, else inconclusive.\n" +
         (f"\n{poi}\n" if poi else "") + _few_note(bool(rows["few_runs"].any())))
   return "\n".join(parts)
 
