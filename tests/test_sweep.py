@@ -511,3 +511,32 @@ def test_a_run_with_a_damaged_summary_is_not_done(tmp_path):
   with open(summary, "w") as f:
     json.dump({"frames": 4000}, f)
   assert sweep.is_done(run) and sweep.disk_status(run) == "done"
+
+
+@pytest.mark.slow
+def test_the_diagnosis_at_scale_is_two_sweeps_each_run_branching_its_own_games_seed(tmp_path, fake_run_env):
+  """docs/diagnosis.md "At scale": baselines, then continue vs inject from each (game, seed)'s own checkpoint
+  (`{game}`, `{seed}` in reincarnate.path), read as the paired per-game table with its verdicts."""
+  from plasticity_rl.analysis import aggregate  # pylint: disable=g-import-not-at-top
+  common = [f"--config={SMOKE}", "--games=Pong,Breakout", "--seeds=0", "--parallel=2", "--gpus=",
+            "--config.log.tensorboard=false", "--config.log.learning_curve=false", "--config.eval.period_frames=1000"]
+  def launch(*args):
+    result = subprocess.run([sys.executable, *LAUNCH, *common, *args], capture_output=True, text=True, timeout=600,
+                            cwd=REPO, env=fake_run_env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  launch(f"--root={tmp_path / 'base'}", "--variants=baseline", "--config.total_frames=2000")
+  launch(f"--root={tmp_path / 'branch'}", "--variants=baseline,inject@2016", "--config.total_frames=3008",
+         f"--config.reincarnate.path={tmp_path / 'base'}/{{game}}/baseline/seed_{{seed}}",
+         "--config.reincarnate.load=all")
+  for game in ("Pong", "Breakout"):
+    for variant in ("baseline", "inject@2016"):
+      rows = [json.loads(line) for line in open(tmp_path / "branch" / game / variant / "seed_0" / "metrics.jsonl")]
+      run = next(r for r in rows if r["kind"] == "run")
+      assert run["reincarnated_from"] == str(tmp_path / "base" / game / "baseline" / "seed_0" / "checkpoints" / "2000")
+      injections = [r for r in rows if r["kind"] == "event" and r["name"] == "injection"]
+      assert [(r["frames"], r["max_abs_dq"]) for r in injections] == ([(2016, 0.0)] if variant != "baseline" else [])
+  results = load.load_results(runs=load.expand([str(tmp_path / "branch")], "runs"))
+  analysis = aggregate.analyze(results, reps=200, poi_reps=200, curve_reps=200, profile_reps=200,
+                              paired=["inject@2016:baseline"])
+  assert sorted(analysis.paired["game"]) == ["Breakout", "Pong"]
+  assert set(analysis.paired["verdict"]) == {"inconclusive"}  # One seed per game: no CI, no verdict.
