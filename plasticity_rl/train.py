@@ -391,6 +391,7 @@ def run_seeds(config, runs: list[SeedRun], stop: StopSignals,
     start, wall = time.time(), wall_seconds()
     for run, state, act_key, (info_sum, info_count) in zip(runs, learner.states, learner.act_keys,
                                                            learner.info_sums()):
+      run.loop.flops.advance(agent, state, run.loop.updates)  # Every update so far counted in what is saved.
       run.checkpointer.save(frames, state=state, keys=loop_state.keys_dict(act_key, run.loop),
                             loop=run.loop.to_dict(frames, cadence, info_sum, info_count, wall),
                             replay=run.replay if config.checkpoint.save_replay else None, config=run.config)
