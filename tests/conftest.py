@@ -36,20 +36,6 @@ def pytest_unconfigure(config):
     shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _free_compiled_programs():
-  """Drops every jitted program after each test module (jax.clear_caches).
-
-  XLA:CPU maps each compiled program's code into the process (about six memory maps each), and the jit caches
-  keep every program the suite compiled: the whole suite in one process then passes the kernel's limit
-  (vm.max_map_count, 65,530 by default), and a later compile aborts the process (seen at ~63 % of the suite).
-  The persistent compilation cache keeps the programs on disk, so a later module that needs one loads it.
-  """
-  yield
-  import jax  # pylint: disable=g-import-not-at-top
-  jax.clear_caches()
-
-
 @pytest.fixture(scope="session")
 def run_env():
   """Subprocess env: CPU, real envpool, and the persistent compilation cache of this session (~4× faster starts)."""
