@@ -16,12 +16,16 @@ import pytest
 from plasticity_rl.envs import atari
 
 _CACHE_DIR = None
+_OWN_CACHE = pytest.StashKey[bool]()
 
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: takes more than ~20 s on 2 CPU cores (CI still runs it)")
   global _CACHE_DIR
-  _CACHE_DIR = tempfile.mkdtemp(prefix="plasticity_rl_tests_jax_cache_")
+  # scripts/test.sh runs the suite in several processes that share one cache (and removes it at the end).
+  shared = os.environ.get("PLASTICITY_RL_TEST_JAX_CACHE")
+  _CACHE_DIR = shared or tempfile.mkdtemp(prefix="plasticity_rl_tests_jax_cache_")
+  config.stash[_OWN_CACHE] = not shared
   # This process's compiles go to (and come from) the cache the subprocesses use: the many tests that build the
   # same agents again skip XLA. Set before any test compiles (collection imports, does not compile).
   import jax  # pylint: disable=g-import-not-at-top
@@ -31,8 +35,7 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-  del config
-  if _CACHE_DIR:
+  if _CACHE_DIR and config.stash.get(_OWN_CACHE, True):
     shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
