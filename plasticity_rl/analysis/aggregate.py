@@ -19,7 +19,9 @@ fewer than 3 runs per game (stats.py). --paired=X:Y adds the per-game benefit of
 over Y on the seeds both ran (paired.py: Δ and relative improvement with paired
 bootstrap CIs, sorted, and its figure) and P(X > Y). Besides Markdown / LaTeX, every
 table and curve is written as CSV and JSON, every figure as PNG and PDF, with a
-per-game learning-curve grid (curves.py). docs/analysis.md lists the files.
+per-game learning-curve grid (curves.py), and the compute each variant spent beside
+its IQM (compute.py: training FLOPs, their ratio to the reference — --compare's
+first, else baseline —, parameters, wall-clock; compute.md/.csv/.json, compute.png). docs/analysis.md lists the files.
 """
 
 import contextlib
@@ -36,6 +38,7 @@ import scipy.stats
 
 from plasticity_rl import atari_games
 from plasticity_rl import cli
+from plasticity_rl.analysis import compute as compute_lib
 from plasticity_rl.analysis import curves as curves_lib
 from plasticity_rl.analysis import load
 from plasticity_rl.analysis import paired as paired_lib
@@ -110,11 +113,16 @@ def comparisons(variants: Sequence[str], compare: Sequence[str] | None) -> list[
       raise AnalysisError(f"--compare: unknown variant(s) {unknown}; the data has {list(variants)}")
     if len(compare) < 2:
       raise AnalysisError(f"--compare needs at least two variants (reference first), got {list(compare)}")
-    reference, others = compare[0], list(compare[1:])
-  else:
-    reference = "baseline" if "baseline" in variants else variants[0]
-    others = [v for v in variants if v != reference]
+  reference = reference_variant(variants, compare)
+  others = list(compare[1:]) if compare else [v for v in variants if v != reference]
   return [(x, reference) for x in others]
+
+
+def reference_variant(variants: Sequence[str], compare: Sequence[str] | None) -> str:
+  """The variant the others are compared with: compare[0], else "baseline" when present, else the first."""
+  if compare:
+    return compare[0]
+  return "baseline" if "baseline" in variants else variants[0]
 
 
 def improvement_table(matrices: scores_lib.Matrices, pairs: Sequence[tuple[str, str]],
@@ -216,6 +224,8 @@ class Analysis(NamedTuple):
   paired: pd.DataFrame  # paired.COLUMNS: one row per pair and game (empty without --paired).
   grid: pd.DataFrame  # curves.COLUMNS: mean and CI over seeds per variant, game and frames.
   events: pd.DataFrame  # curves.EVENT_COLUMNS: the runs' intervention events.
+  compute: pd.DataFrame  # compute.COLUMNS: per variant, training FLOPs, params and wall-clock beside the IQM.
+  reference: str  # The variant compute.relative_flops is taken to.
 
 
 def sizes(matrices: scores_lib.Matrices) -> dict[str, tuple[int, int]]:
@@ -249,8 +259,13 @@ def analyze(results: load.Results, games: Sequence[str] | None = None, last_eval
   shown = curve[curve["game"].isin(selected["game"].unique())]
   grid = curves_lib.per_game_curves(shown, curve_reps, seed)
   events = curves_lib.events(results.episodes[results.episodes["game"].isin(selected["game"].unique())])
+  used = results.episodes.merge(selected[load.RUN_KEY].drop_duplicates(), on=load.RUN_KEY)
+  run_costs, compute_notes = compute_lib.run_summaries(used)
+  reference = reference_variant(variants, compare)
+  compute = compute_lib.compute_table(run_costs, aggregate, reference)
   return Analysis(final, matrices, aggregate, improvement, curves, taus, profiles, profile_cis,
-                  gaps + poi_notes + paired_notes + curve_notes, paired_table, grid, events)
+                  gaps + poi_notes + paired_notes + curve_notes + compute_notes, paired_table, grid, events,
+                  compute, reference)
 
 
 def same_games(matrices: scores_lib.Matrices) -> bool:
@@ -276,6 +291,7 @@ def write_outputs(analysis: Analysis, out: str) -> list[str]:
       "aggregate.tex": tables.aggregate_latex(analysis.aggregate),
       "per_game.md": tables.per_game_markdown(analysis.final),
       "per_game.tex": tables.per_game_latex(analysis.final),
+      "compute.md": tables.compute_markdown(analysis.compute, analysis.reference),
       "gaps.txt": tables.gaps_text(analysis.gaps),
   }
   if len(analysis.improvement):
@@ -291,7 +307,7 @@ def write_outputs(analysis: Analysis, out: str) -> list[str]:
   data = {"aggregate": analysis.aggregate, "per_game": per_game_frame(analysis.final),
           "final_scores": analysis.final, "sample_efficiency": curves_frame(analysis.curves, size),
           "performance_profile": profiles_frame(analysis.taus, analysis.profiles, analysis.profile_cis, size),
-          "learning_curves": analysis.grid, "events": analysis.events}
+          "learning_curves": analysis.grid, "events": analysis.events, "compute": analysis.compute}
   if len(analysis.improvement):
     data["probability_of_improvement"] = analysis.improvement
   if len(analysis.paired):
@@ -304,6 +320,7 @@ def write_outputs(analysis: Analysis, out: str) -> list[str]:
   figures.append(plots.profile_plot(analysis.taus, analysis.profiles, analysis.profile_cis,
                                     os.path.join(out, "performance_profile.png"), size))
   figures.append(plots.learning_curve_grid(analysis.grid, analysis.events, os.path.join(out, "learning_curves.png")))
+  figures.append(plots.compute_plot(analysis.compute, os.path.join(out, "compute.png")))
   for (x, y), rows in analysis.paired.groupby(["x", "y"], sort=False):
     figures.append(plots.paired_plot(rows, os.path.join(out, paired_figure_name(x, y)),
                                      tables.poi_line(analysis.improvement, x, y)))
@@ -354,6 +371,7 @@ def main(argv: Sequence[str]) -> None:
     print(tables.improvement_markdown(analysis.improvement))
   if len(analysis.paired):
     print(tables.paired_markdown(analysis.paired, analysis.improvement))
+  print(tables.compute_markdown(analysis.compute, analysis.reference))
   print(tables.gaps_text(analysis.gaps))
   print("wrote:\n" + "\n".join(f"  {p}" for p in paths))
 

@@ -1,5 +1,5 @@
 """Figures (PNG and PDF): aggregate intervals, sample efficiency, performance profile, the per-game
-learning-curve grid and the per-game paired benefit.
+learning-curve grid, the per-game paired benefit and score against compute.
 
 Plain matplotlib (Agg), rliable's figure types: rliable.plot_utils needs seaborn,
 which the project does not depend on. One color per variant, in sorted order,
@@ -183,6 +183,36 @@ def paired_plot(rows: pd.DataFrame, path: str, poi: str = "") -> str:
 
 
 _MAX_EVENT_LABELS = 8  # Per panel; more events are drawn as lines without names.
+
+
+def compute_plot(table: pd.DataFrame, path: str) -> str:
+  """IQM [95 % CI] against mean training FLOPs [min, max over runs], a labelled point per variant (analysis/
+  compute.py's table); variants without accounting are listed under the axis instead."""
+  shown = table[np.isfinite(table["train_flops"].to_numpy(dtype=float))]
+  color = colors(table["variant"])
+  fig, ax = plt.subplots(figsize=(7.0, 4.5))
+  top = float(shown["train_flops_max"].max()) if len(shown) else 1.0
+  unit, scale = next(((u, f) for u, f in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9))
+                      if top >= f), ("FLOP", 1.0))
+  for r in shown.to_dict("records"):
+    x, y = r["train_flops"] / scale, r["IQM"]
+    ax.errorbar(x, y, xerr=[[x - r["train_flops_min"] / scale], [r["train_flops_max"] / scale - x]],
+                yerr=[[y - r["IQM lo"]], [r["IQM hi"] - y]], fmt="o", ms=7, capsize=4, lw=1.5,
+                color=color[r["variant"]])
+    ax.annotate(f"{r['variant']} ({stats.size_label(r['games'], r['runs'])})", (x, y), xytext=(8, 6),
+                textcoords="offset points", color=color[r["variant"]], fontsize=10, fontweight="bold")
+  missing = [v for v in table["variant"] if v not in set(shown["variant"])]
+  ax.set_xlabel(f"training FLOPs per run ({unit}; mean, bar: min–max over runs)" +
+                (f"\nno accounting: {', '.join(missing)}" if missing else ""))
+  ax.set_ylabel("IQM human-normalized score")
+  ax.set_title("Score against compute: IQM with 95 % CI")
+  ax.grid(alpha=0.3)
+  ax.margins(x=0.15, y=0.15)
+  for side in ("top", "right"):
+    ax.spines[side].set_visible(False)
+  fig.tight_layout()
+  _few_footnote(fig, bool(table["few_runs"].any()))
+  return _save(fig, path)
 
 
 def learning_curve_grid(table: pd.DataFrame, events: pd.DataFrame, path: str, columns: int = 4) -> str:

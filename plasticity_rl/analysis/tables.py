@@ -177,6 +177,52 @@ def paired_markdown(paired: pd.DataFrame, improvement: pd.DataFrame) -> str:
   return "\n".join(parts)
 
 
+def flops_text(flops: float) -> str:
+  """A FLOP count with its SI unit: '3.41 PFLOP', '812 GFLOP'; '—' for NaN."""
+  if math.isnan(flops):
+    return "—"
+  for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
+    if abs(flops) >= scale:
+      return f"{flops / scale:.3g} {unit}"
+  return f"{flops:.3g} FLOP"
+
+
+def _minutes(seconds: float) -> str:
+  return "—" if math.isnan(seconds) else f"{seconds / 60:.1f} min"
+
+
+def compute_frame(table: pd.DataFrame, reference: str) -> pd.DataFrame:
+  """compute.compute_table's rows as the table: IQM [CI], training FLOPs, × reference, per update, params, wall."""
+  def params(total: float, trainable: float) -> str:
+    return "—" if math.isnan(total) else f"{total:,.0f} / {trainable:,.0f}"
+  return pd.DataFrame({
+      "Variant": table["variant"],
+      "Runs": [f"{_runs(r)} × {g} games ({a} accounted)" for r, g, a in
+               zip(table["runs"], table["games"], table["accounted"])],
+      "IQM [95 % CI]": [ci(p, lo, hi) for p, lo, hi in zip(table["IQM"], table["IQM lo"], table["IQM hi"])],
+      "Training FLOPs, mean [min, max]": [
+          "—" if math.isnan(m) else f"{flops_text(m)} [{flops_text(lo)}, {flops_text(hi)}]"
+          for m, lo, hi in zip(table["train_flops"], table["train_flops_min"], table["train_flops_max"])],
+      f"× {reference}": ["—" if math.isnan(r) else f"{r:.3g}" for r in table["relative_flops"]],
+      "Per update": [flops_text(f) for f in table["flops_per_update"]],
+      "Params at end (total / trainable)": [params(t, tr) for t, tr in
+                                            zip(table["params_total"], table["params_trainable"])],
+      "Wall-clock per run": [_minutes(s) for s in table["wall_seconds_per_run"]]})
+
+
+def compute_markdown(table: pd.DataFrame, reference: str) -> str:
+  """The compute table, what it is from, and the <3-runs note."""
+  return ("## Compute: training FLOPs and parameters beside the score\n\n" +
+          markdown(compute_frame(table, reference)) +
+          "\nRuns: runs per game × games (accounted: those whose summary.json has train_flops). Training FLOPs: "
+          "XLA's count of every update's FLOPs at the structure it ran with (compute_cost.py), mean over the "
+          f"accounted runs; × {reference}: its ratio to {reference}'s mean. Per update: total FLOPs / total "
+          "updates. Params at end: the mean over runs (frozen branches count in the total). Wall-clock: each "
+          "process's wall time divided by the seeds it ran (machine-dependent; FLOPs are not). IQM: "
+          "human-normalized, 95 % stratified-bootstrap CI (rliable), as in the aggregate table.\n" +
+          _few_note(bool(table["few_runs"].any())))
+
+
 def gaps_text(gaps: Sequence[str]) -> str:
   if not gaps:
     return "Gaps: none (every variant has every game and seed; nothing left out).\n"
