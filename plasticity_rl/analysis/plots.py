@@ -238,7 +238,7 @@ def learning_curve_grid(table: pd.DataFrame, events: pd.DataFrame, path: str, co
       mark_color = color[variants[0]] if len(variants) == 1 else "0.3"
       ax.axvline(frames / 1e6, color=mark_color, ls="--", lw=1, alpha=0.8)
       if i < _MAX_EVENT_LABELS:
-        ax.annotate(f"{name} @ {frames / 1e6:g}M", (frames / 1e6, 0.98), xycoords=("data", "axes fraction"),
+        ax.annotate(f"{name} @ {frames / 1e6:.3g}M", (frames / 1e6, 0.98), xycoords=("data", "axes fraction"),
                     rotation=90, va="top", ha="right", color=mark_color, fontsize=7)
     counts = sorted(set(seeds.values()))
     few = any(stats.few(n) for n in counts)
