@@ -30,9 +30,9 @@ def run_summaries(episodes: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
   rows, notes = [], []
   runs = episodes.groupby(load.RUN_KEY, sort=True)["source"].first()
   for (variant, game, seed), source in runs.items():
-    path = os.path.join(os.path.dirname(source), "summary.json")
     if os.path.basename(source) != "eval.csv":
       continue  # A tidy CSV carries scores only.
+    path = os.path.join(os.path.dirname(source), "summary.json")
     try:
       with open(path) as f:
         summary = json.load(f)
@@ -58,7 +58,7 @@ def compute_table(runs: pd.DataFrame, aggregate: pd.DataFrame, reference_variant
   FLOPs / the reference's (NaN when either has no accounted run)."""
   means = runs.groupby("variant").agg(
       accounted=("seed", "size"), train_flops=("train_flops", "mean"), train_flops_min=("train_flops", "min"),
-      train_flops_max=("train_flops", "max"), updates=("updates", "sum"), flops_sum=("train_flops", "sum"),
+      train_flops_max=("train_flops", "max"), updates=("updates", "sum"),
       params_total=("params_total", "mean"), params_trainable=("params_trainable", "mean"),
       wall_seconds_per_run=("wall_seconds_per_run", "mean"))
   base = means["train_flops"].get(reference_variant, np.nan)
@@ -71,6 +71,7 @@ def compute_table(runs: pd.DataFrame, aggregate: pd.DataFrame, reference_variant
                  **{k: float(m[k]) for k in ("train_flops", "train_flops_min", "train_flops_max", "params_total",
                                              "params_trainable", "wall_seconds_per_run")},
                  "relative_flops": float(m["train_flops"]) / base,
-                 "flops_per_update": float(m["flops_sum"]) / m["updates"] if accounted and m["updates"] else np.nan,
+                 "flops_per_update": (float(m["train_flops"]) * m["accounted"] / m["updates"] if accounted and m["updates"]
+                                      else np.nan),
                  **{k: a[k] for k in ("IQM", "IQM lo", "IQM hi", "few_runs")}})
   return pd.DataFrame(rows, columns=list(COLUMNS))
