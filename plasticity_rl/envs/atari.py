@@ -17,7 +17,7 @@ Presets (see docs/protocols.md and docs/reference/PROTOCOLS.md):
   27,000 agent steps (`max_steps_per_episode`) come from the config's
   `max_episode_frames` = 108,000.
   Not yet matched: Dopamine's Atari-100k runner (labs/atari_100k/eval_run_experiment.py,
-  max_noops=30) also plays 0–29 no-op agent steps after every reset (docs/reproduction.md).
+  max_noops=30) also plays 0–29 no-op frames after every reset (docs/reproduction.md).
 - `dopamine` (Dopamine's Atari agents, e.g. dopamine/jax/agents/dqn/configs/dqn.gin
   and discrete_domains/atari_lib.py): sticky actions p=0.25 (`sticky_actions =
   True`: the `NoFrameskip-v0` games), minimal action set, no life-loss signal
