@@ -10,8 +10,8 @@ and tests/test_presets.py checks the config against the gin file's own lines.
   --config=configs/drq_eps.py:smoke    seconds, for tests (same structure, tiny budget).
 
 Known departure, not yet fixed (docs/reproduction.md, "the ordered check"): Dopamine's Atari-100k runner
-(labs/atari_100k/eval_run_experiment.py, MaxEpisodeEvalRunner, max_noops=30) plays 0–29 no-ops (raw frames) after
-every reset, in training and evaluation; the atari100k protocol here plays none (one no-op frame).
+(labs/atari_100k/eval_run_experiment.py, MaxEpisodeEvalRunner, max_noops=30) plays 0–29 no-ops (raw frames; agent steps in
+the later stored file) after every reset, in training and evaluation; the atari100k protocol here plays none (one no-op frame).
 
 Departures we keep (each changes no learning rule):
 - Frame stacks are not zeroed at a life loss. Dopamine's runner ends the agent's episode on a life loss
